@@ -1,0 +1,1 @@
+"""Benchmarks on the shared protocols: data loading, baselines and experiments."""

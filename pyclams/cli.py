@@ -1,0 +1,219 @@
+"""Command line: ``pyclams train | annotate | evaluate | demo | info``.
+
+Exit status 0 on success, 2 on bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ._logging import logger
+from ._version import __version__
+from .errors import PyClamsInputError
+
+
+def _read_h5ad(path: str):
+    import anndata as ad
+    p = Path(path)
+    if not p.exists():
+        raise PyClamsInputError(f"{path}: no such file")
+    if p.suffix != ".h5ad":
+        raise PyClamsInputError(f"{path}: expected an .h5ad file")
+    try:
+        return ad.read_h5ad(p)
+    except OSError as err:
+        raise PyClamsInputError(f"{path} cannot be read as h5ad: {err}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .model import CLAMS
+    ref = _read_h5ad(args.reference)
+    query = None
+    if args.integrate == "harmony":
+        if not args.query:
+            raise PyClamsInputError("--integrate harmony needs --query Q.h5ad")
+        query = _read_h5ad(args.query)
+    model = CLAMS(preset=args.preset, n_top_genes=args.n_top_genes)
+    model.fit(ref, labels_key=args.labels_key, layer=args.layer, is_log=args.is_log,
+              batch_key=args.batch_key, integrate=args.integrate, query=query,
+              max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+              device=args.device, verbose=not args.quiet)
+    model.save(args.output, overwrite=args.overwrite)
+    m = model.metrics_
+    print(f"trained {args.preset}: {len(model.classes)} classes, "
+          f"{model.net.config['n_input']} features, best epoch {m.get('best_epoch')}, "
+          f"diverged {m.get('diverged')}, held-out accuracy {m.get('test_accuracy', float('nan')):.3f}, "
+          f"ECE {m.get('test_ece', float('nan')):.3f} -> {args.output}")
+    return 0
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .model import CLAMS
+    model = CLAMS.load(args.model, device=args.device)
+    query = _read_h5ad(args.query)
+    model.annotate(query, key_added=args.key_added, layer=args.layer, is_log=args.is_log,
+                   ood_fdr=args.ood_fdr, ood_method=args.ood_method,
+                   calibration=args.calibration, min_gene_overlap=args.min_gene_overlap)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    query.write_h5ad(args.output, compression="gzip")
+    counts = query.obs[f"{args.key_added}_label"].value_counts()
+    print(counts.to_string())
+    print(f"-> {args.output}")
+    return 0
+
+
+def evaluate_annotated(adata, *, truth_key: str, key_added: str = "clams",
+                       ood_classes: list[str] | None = None) -> dict:
+    """Metrics of an annotated AnnData against ``obs[truth_key]``.
+
+    ID cells are those whose true type is a model class (or, with ``ood_classes``, all cells
+    whose type is not listed there).
+    """
+    import numpy as np
+
+    from .metrics import annotation_report
+    if truth_key not in adata.obs.columns:
+        raise PyClamsInputError(f"--truth-key {truth_key!r} is not a column of obs")
+    need = [f"{key_added}_{c}" for c in ("label", "label_raw", "confidence", "log_px",
+                                         "is_ood")]
+    missing = [c for c in need if c not in adata.obs.columns]
+    if missing or key_added not in adata.uns:
+        raise PyClamsInputError(f"no pyclams annotation with key {key_added!r} (missing "
+                                f"{missing or ['uns']}); run `pyclams annotate` first")
+    truth = adata.obs[truth_key].astype(str).to_numpy()
+    classes = list(adata.uns[key_added]["classes"])
+    known = classes if not ood_classes else sorted(set(truth) - set(ood_classes))
+    obs = adata.obs
+    report = annotation_report(
+        truth, obs[f"{key_added}_label_raw"].astype(str).to_numpy(),
+        obs[f"{key_added}_confidence"].to_numpy(), known_labels=known,
+        ood_scores={"log_px": obs[f"{key_added}_log_px"].to_numpy(),
+                    "max_p": obs[f"{key_added}_confidence"].to_numpy()},
+        rejected=obs[f"{key_added}_is_ood"].to_numpy(dtype=bool))
+    is_id = np.isin(truth, known)
+    lab = obs[f"{key_added}_label"].astype(str).to_numpy()
+    report["accuracy_with_rejection"] = float(np.mean(lab[is_id] == truth[is_id]))
+    return report
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    adata = _read_h5ad(args.annotated)
+    ood = [c.strip() for c in args.ood_classes.split(",")] if args.ood_classes else None
+    report = evaluate_annotated(adata, truth_key=args.truth_key, key_added=args.key_added,
+                                ood_classes=ood)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for k, v in report.items():
+            print(f"{k:>24}  {v:.4f}" if isinstance(v, float) else f"{k:>24}  {v}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .data.demo import run_demo
+    table = run_demo(args.output, seed=args.seed, device=args.device, verbose=not args.quiet)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"figures and model in {args.output}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .model import CLAMS
+    m = CLAMS.load(args.model, device="cpu")
+    info = {"model_id": m.model_id, "preset": m.preset, "classes": m.class_counts,
+            "n_genes": len(m.preprocessor.genes), "input": m.preprocessor.input_kind,
+            "integration": None if m.harmony is None else "harmony",
+            "temperature": round(m.temperature, 4), "metrics": m.metrics_,
+            "diverged": m.history_.diverged, "best_epoch": m.history_.best_epoch}
+    print(json.dumps(info, indent=1, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyclams", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pyclams {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, *, device=True):
+        p.add_argument("--quiet", action="store_true", help="no progress bar or log")
+        if device:
+            p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+
+    def bool_log(p):
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--is-log", dest="is_log", action="store_const", const=True,
+                       help="input is already log-normalised")
+        g.add_argument("--is-counts", dest="is_log", action="store_const", const=False,
+                       help="input holds (possibly non-integer) counts")
+
+    p = sub.add_parser("train", help="train a model on a labelled reference")
+    p.add_argument("reference", help="reference .h5ad")
+    p.add_argument("--labels-key", required=True, help="obs column with cell types")
+    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    p.add_argument("--preset", default="clams", choices=["clams", "jem", "classifier"])
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layer", default=None, help="layer with counts (default X)")
+    p.add_argument("--batch-key", default=None, help="obs column with batches")
+    p.add_argument("--n-top-genes", type=int, default=2000)
+    p.add_argument("--integrate", choices=["harmony"], default=None)
+    p.add_argument("--query", default=None, help="query .h5ad (for --integrate harmony)")
+    p.add_argument("--overwrite", action="store_true")
+    bool_log(p)
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("annotate", help="annotate a query with a trained model")
+    p.add_argument("query", help="query .h5ad")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("-o", "--output", required=True, help="annotated .h5ad to write")
+    p.add_argument("--ood-fdr", type=float, default=0.05)
+    p.add_argument("--ood-method", choices=["conformal", "max_prob"], default="conformal")
+    p.add_argument("--calibration", choices=["class", "pooled"], default="class")
+    p.add_argument("--min-gene-overlap", type=float, default=0.5)
+    p.add_argument("--key-added", default="clams")
+    p.add_argument("--layer", default=None)
+    bool_log(p)
+    common(p)
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("evaluate", help="score an annotated .h5ad against true labels")
+    p.add_argument("annotated", help="annotated .h5ad")
+    p.add_argument("--truth-key", required=True)
+    p.add_argument("--key-added", default="clams")
+    p.add_argument("--ood-classes", default=None, help="comma-separated OOD types")
+    p.add_argument("--json", action="store_true")
+    common(p, device=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="train, annotate and evaluate on the bundled data")
+    p.add_argument("-o", "--output", default="pyclams_demo")
+    p.add_argument("--seed", type=int, default=0)
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("info", help="describe a model directory")
+    p.add_argument("model")
+    common(p, device=False)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        logger.setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except PyClamsInputError as err:
+        print(f"pyclams {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

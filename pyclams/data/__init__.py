@@ -1,0 +1,1 @@
+"""Data in: checks, gene alignment, preprocessing, minibatches, Harmony and the demo data."""

@@ -1,0 +1,157 @@
+"""Input validation with errors a user can act on.
+
+Nothing here modifies the AnnData it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._logging import logger
+from ..errors import PyClamsInputError
+
+InputKind = Literal["counts", "log"]
+
+#: largest value still read as log-normalised (log1p of CP10k stays below ~12, log2 CPM below ~20)
+LOG_MAX_VALUE = 30.0
+
+
+def get_matrix(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix | np.ndarray:
+    """Return ``adata.X`` or ``adata.layers[layer]`` (no copy), with a clear error if absent."""
+    if not isinstance(adata, ad.AnnData):
+        raise PyClamsInputError(f"expected an AnnData object, got {type(adata).__name__}")
+    if layer is None:
+        if adata.X is None:
+            raise PyClamsInputError("adata.X is empty; pass layer= to use a layer instead")
+        return adata.X
+    if layer not in adata.layers:
+        raise PyClamsInputError(
+            f"layer {layer!r} not found; adata.layers has {sorted(adata.layers.keys()) or 'none'}")
+    return adata.layers[layer]
+
+
+def _sample_values(x, max_values: int = 200_000) -> np.ndarray:
+    """Up to ``max_values`` stored values of a (sparse or dense) matrix, read in row blocks."""
+    if sp.issparse(x):
+        data = x.data if hasattr(x, "data") else sp.csr_matrix(x).data
+        return np.asarray(data[:max_values])
+    out, n = [], 0
+    step = max(1, 4096 * 1000 // max(1, x.shape[1]))
+    for start in range(0, x.shape[0], step):
+        block = np.asarray(x[start:start + step]).ravel()
+        out.append(block)
+        n += block.size
+        if n >= max_values:
+            break
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def check_matrix_values(x, *, what: str = "adata.X") -> None:
+    """Error on NaN, infinite or negative values (scanned in row blocks, never densified)."""
+    step = 8192
+    for start in range(0, x.shape[0], step):
+        block = x[start:start + step]
+        vals = block.data if sp.issparse(block) else np.asarray(block)
+        if vals.size == 0:
+            continue
+        if not np.all(np.isfinite(vals)):
+            raise PyClamsInputError(
+                f"{what} contains NaN or infinite values; remove or impute them first")
+        if vals.min() < 0:
+            raise PyClamsInputError(
+                f"{what} has negative values (min {vals.min():.3g}): it looks scaled or centred. "
+                "pyclams needs raw counts or log-normalised data: pass layer= with counts, or "
+                "use adata.raw")
+
+
+def detect_input_kind(x, *, is_log: bool | None = None, what: str = "adata.X") -> InputKind:
+    """Decide whether ``x`` holds raw counts or log-normalised values.
+
+    Raw counts are integer-valued; log-normalised data are non-integer and below
+    :data:`LOG_MAX_VALUE`. ``is_log`` overrides the guess (``True``: already log-normalised,
+    never logged again; ``False``: counts, normalised and logged here).
+    """
+    vals = _sample_values(x)
+    looks_integer = vals.size == 0 or bool(np.all(np.equal(np.mod(vals, 1), 0)))
+    vmax = float(vals.max()) if vals.size else 0.0
+    if is_log is True:
+        if looks_integer and vmax > LOG_MAX_VALUE:
+            logger.warning("%s looks like raw counts (integers up to %g) but is_log=True: "
+                           "using it without normalisation", what, vmax)
+        return "log"
+    if is_log is False:
+        if not looks_integer and vmax <= LOG_MAX_VALUE:
+            logger.warning("%s looks log-normalised (non-integer, max %.3g) but is_log=False: "
+                           "it will be normalised and logged again", what, vmax)
+        return "counts"
+    if looks_integer:
+        return "counts"
+    if vmax <= LOG_MAX_VALUE:
+        return "log"
+    raise PyClamsInputError(
+        f"{what} is neither integer counts nor log-normalised (non-integer values up to {vmax:.4g}); "
+        "pass is_log=False if these are (non-integer) counts, is_log=True if already log-normalised")
+
+
+def check_names(adata: ad.AnnData) -> None:
+    """Error on duplicated gene or cell names."""
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
+        raise PyClamsInputError(
+            f"{int(adata.var_names.duplicated().sum())} duplicated gene names (e.g. {dup}); "
+            "run adata.var_names_make_unique() or aggregate them first")
+    if not adata.obs_names.is_unique:
+        dup = adata.obs_names[adata.obs_names.duplicated()].unique()[:5].tolist()
+        raise PyClamsInputError(
+            f"{int(adata.obs_names.duplicated().sum())} duplicated cell names (e.g. {dup}); "
+            "run adata.obs_names_make_unique() first")
+
+
+def check_no_empty_cells(x, *, what: str = "adata.X") -> None:
+    """Error when some cells have no expression at all."""
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    n_empty = int(np.sum(totals <= 0))
+    if n_empty:
+        raise PyClamsInputError(
+            f"{n_empty} cells in {what} have no expression (all zeros); remove them, e.g. "
+            "sc.pp.filter_cells(adata, min_counts=1)")
+
+
+def check_labels(adata: ad.AnnData, labels_key: str, *, min_cells: int = 10) -> pd.Series:
+    """Validate ``adata.obs[labels_key]`` and return it as strings (NaN kept as NaN).
+
+    Errors: missing key, fewer than two classes, a class with fewer than two cells.
+    Warnings: unlabelled cells (they are left out of training), classes under ``min_cells``.
+    """
+    if labels_key is None or labels_key not in adata.obs.columns:
+        raise PyClamsInputError(
+            f"labels_key {labels_key!r} is not a column of adata.obs; columns are "
+            f"{list(adata.obs.columns)}")
+    raw = adata.obs[labels_key]
+    missing = raw.isna().to_numpy()
+    labels = raw.astype(object).where(~missing, None)
+    labels = pd.Series([None if m else str(v) for v, m in zip(labels, missing, strict=True)],
+                       index=adata.obs_names, dtype=object)
+    if missing.any():
+        logger.warning("%d cells have no label in obs[%r]; they are left out of training",
+                       int(missing.sum()), labels_key)
+    counts = labels.dropna().value_counts()
+    if len(counts) < 2:
+        raise PyClamsInputError(
+            f"obs[{labels_key!r}] has {len(counts)} class(es) {list(counts.index)}; "
+            "a classifier needs at least 2")
+    tiny = counts[counts < 2]
+    if len(tiny):
+        raise PyClamsInputError(
+            f"class(es) {list(tiny.index)} in obs[{labels_key!r}] have a single cell; remove or "
+            "merge them (at least 2 cells per class are needed)")
+    few = counts[counts < min_cells]
+    if len(few):
+        logger.warning("classes with fewer than %d cells: %s; their predictions and OOD "
+                       "calibration will be unreliable", min_cells, dict(few))
+    return labels

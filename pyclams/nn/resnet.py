@@ -1,0 +1,79 @@
+"""The 1-D residual MLP backbone of CLAMS (the paper's ResNet)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+_ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "silu": nn.SiLU}
+
+
+def make_activation(name: str) -> nn.Module:
+    try:
+        return _ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, not {name!r}") from None
+
+
+class ResidualBlock(nn.Module):
+    """``x + Dropout(Linear(act(Linear(act(x)))))`` at constant width (pre-activation)."""
+
+    def __init__(self, width: int, *, activation: str = "elu", dropout: float = 0.1):
+        super().__init__()
+        self.body = nn.Sequential(
+            make_activation(activation), nn.Linear(width, width),
+            make_activation(activation), nn.Dropout(dropout), nn.Linear(width, width),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNetMLP(nn.Module):
+    """Input -> wide residual blocks -> narrower residual blocks -> logits.
+
+    Parameters
+    ----------
+    n_input, n_classes
+        Feature and class counts.
+    widths
+        Width of each stage (e.g. ``(512, 256)``); a linear map joins consecutive stages.
+    blocks_per_stage
+        Residual blocks per stage.
+    activation, dropout
+        Non-linearity (``elu``, ``relu``, ``leakyrelu``, ``silu``) and dropout rate.
+    """
+
+    def __init__(self, n_input: int, n_classes: int, *, widths: Sequence[int] = (512, 256),
+                 blocks_per_stage: int = 2, activation: str = "elu", dropout: float = 0.1,
+                 input_dropout: float = 0.0):
+        super().__init__()
+        if not widths:
+            raise ValueError("widths needs at least one stage")
+        self.config = {"n_input": n_input, "n_classes": n_classes, "widths": list(widths),
+                       "blocks_per_stage": blocks_per_stage, "activation": activation,
+                       "dropout": dropout, "input_dropout": input_dropout}
+        layers: list[nn.Module] = [nn.Dropout(input_dropout), nn.Linear(n_input, widths[0])]
+        for i, w in enumerate(widths):
+            if i > 0:
+                layers += [make_activation(activation), nn.Linear(widths[i - 1], w)]
+            layers += [ResidualBlock(w, activation=activation, dropout=dropout)
+                       for _ in range(blocks_per_stage)]
+        layers.append(make_activation(activation))
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(widths[-1], n_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer embedding (the input of the logit layer)."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits f(x)."""
+        return self.head(self.body(x))
+
+    @staticmethod
+    def log_px(logits: torch.Tensor) -> torch.Tensor:
+        """Unnormalised log density log p(x) + log Z = logsumexp_y f(x)[y] (JEM)."""
+        return torch.logsumexp(logits, dim=-1)

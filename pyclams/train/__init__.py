@@ -1,0 +1,1 @@
+"""The training loop, data split and history table."""

@@ -1,0 +1,227 @@
+"""The CLAMS training loop: cross-entropy + regularised L_g, SGLD, early stopping, and a
+divergence guard that restores the best weights and records the failure."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._logging import logger
+from .._progress import progress
+from ..data.loader import FeatureMatrix
+from ..ebm.buffer import ReplayBuffer, slot_classes
+from ..ebm.losses import GenerativeLossConfig, generative_loss, regularise
+from ..ebm.sgld import SGLDConfig, sgld_sample
+from .history import History
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    Parameters
+    ----------
+    max_epochs, batch_size, lr, weight_decay
+        Adam with (L2) weight decay.
+    min_steps_per_epoch
+        An epoch is one pass over the training cells, repeated (reshuffled) until at least this
+        many steps were taken: small references still get enough SGLD updates per epoch.
+    patience
+        Stop after this many epochs without a better validation accuracy.
+    min_epochs
+        Checkpoints are chosen among epochs ``>= min_epochs`` (guards against picking an
+        under-trained density in the first epochs, when validation accuracy is already high).
+    val_fraction, test_fraction
+        Held-out shares of the reference (stratified).
+    max_abs_energy, max_loss
+        Divergence guard: a non-finite loss, ``|mean LSE| > max_abs_energy`` or a loss above
+        ``max_loss`` ends training as diverged.
+    """
+
+    max_epochs: int = 40
+    batch_size: int = 128
+    min_steps_per_epoch: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    min_epochs: int = 5
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_abs_energy: float = 1e4
+    max_loss: float = 1e4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Diverged(RuntimeError):
+    """Raised inside the loop when the guard trips."""
+
+
+@torch.no_grad()
+def evaluate_logits(net: nn.Module, features: FeatureMatrix, rows: np.ndarray, *,
+                    batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits of ``rows`` in eval mode, computed in minibatches (CPU tensor)."""
+    net.eval()
+    out = [net(x.to(device)).float().cpu()
+           for _, x in features.batches(batch_size, subset=rows)]
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+class Trainer:
+    """Fits a network as a CLAMS/JEM hybrid model (or a plain classifier)."""
+
+    def __init__(self, net: nn.Module, features: FeatureMatrix, y: np.ndarray, *,
+                 train_idx: np.ndarray, val_idx: np.ndarray, n_classes: int,
+                 train: TrainConfig, gen: GenerativeLossConfig, sgld: SGLDConfig,
+                 device: torch.device, seed: int, feature_clip: float | None,
+                 verbose: bool = True):
+        self.net, self.features, self.y = net.to(device), features, np.asarray(y)
+        self.train_idx, self.val_idx = train_idx, val_idx
+        self.n_classes = n_classes
+        self.cfg, self.gen, self.sgld = train, gen, sgld
+        self.device, self.verbose = device, verbose
+        self.feature_clip = feature_clip
+        self.rng = np.random.default_rng(seed)
+        self.torch_gen = torch.Generator().manual_seed(seed)
+        self.history = History()
+        self.buffer: ReplayBuffer | None = None
+        if gen.enabled:
+            by_class = {c: train_idx[self.y[train_idx] == c] for c in range(n_classes)}
+
+            def draw_real(c: int, n: int) -> torch.Tensor:
+                rows = self.rng.choice(by_class[c], size=n, replace=True)
+                return torch.from_numpy(self.features.rows(rows))
+
+            slots = slot_classes(self.y[train_idx], n_classes, sgld.buffer_size,
+                                 mode=sgld.buffer_classes, rng=self.rng)
+            self.buffer = ReplayBuffer(draw_real, slots, init_noise=sgld.init_noise,
+                                       rng=self.rng, device=device)
+
+    # ------------------------------------------------------------------ one step
+    def _fake_cells(self, n: int) -> torch.Tensor:
+        slots, x0, _ = self.buffer.sample(n, reinit_freq=self.sgld.reinit_freq)
+        x = sgld_sample(self.net, x0, step_size=self.sgld.step_size, noise=self.sgld.noise,
+                        n_steps=self.sgld.n_steps, clip=self.feature_clip,
+                        generator=self.torch_gen)
+        self.buffer.update(slots, x)
+        return x
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> dict:
+        self.net.train()
+        logits = self.net(x)
+        ce = F.cross_entropy(logits, y)
+        loss, stats = ce, {"ce": ce.item(),
+                           "acc": (logits.argmax(1) == y).float().mean().item()}
+        if self.gen.enabled:
+            draw = float(self.rng.random())
+            # SGLD is only needed when L_g can pass: always with a threshold (its value
+            # decides), otherwise only when the stochastic unit is on
+            if self.gen.threshold is not None or draw < self.gen.p_on:
+                x_fake = self._fake_cells(x.shape[0])
+                lse_real = torch.logsumexp(logits, dim=1)
+                lse_fake = torch.logsumexp(self.net(x_fake), dim=1)
+                lg = generative_loss(lse_real, lse_fake)
+                reg, passed = regularise(lg, self.gen, draw=draw)
+                loss = loss + reg
+                stats.update(gen_loss=lg.item(), gen_passed=float(passed),
+                             lse_real=lse_real.mean().item(), lse_fake=lse_fake.mean().item())
+                if abs(stats["lse_real"]) > self.cfg.max_abs_energy or \
+                        abs(stats["lse_fake"]) > self.cfg.max_abs_energy:
+                    raise Diverged(f"energy exploded (mean LSE real {stats['lse_real']:.3g}, "
+                                   f"fake {stats['lse_fake']:.3g})")
+        if not math.isfinite(loss.item()):
+            raise Diverged("non-finite loss")
+        if loss.item() > self.cfg.max_loss:
+            raise Diverged(f"loss exploded ({loss.item():.3g})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return stats
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> dict:
+        logits = evaluate_logits(self.net, self.features, self.val_idx,
+                                 batch_size=1024, device=self.device)
+        y = torch.as_tensor(self.y[self.val_idx])
+        return {"val_acc": (logits.argmax(1) == y).float().mean().item(),
+                "val_nll": F.cross_entropy(logits, y).item(),
+                "val_lse": torch.logsumexp(logits, 1).mean().item()}
+
+    def _better(self, row: dict, best: dict | None) -> bool:
+        if best is None:
+            return True
+        if row["val_acc"] != best["val_acc"]:
+            return row["val_acc"] > best["val_acc"]
+        return row["val_nll"] < best["val_nll"]
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> History:
+        cfg = self.cfg
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        best_row, best_state = None, None
+        last_good = (None, copy.deepcopy(self.net.state_dict()))
+        since_best = 0
+        bar = progress(range(1, cfg.max_epochs + 1), desc="training", verbose=self.verbose)
+        for epoch in bar:
+            t0, steps = time.perf_counter(), []
+            try:
+                while not steps or len(steps) < cfg.min_steps_per_epoch:
+                    for rows, x in self.features.batches(cfg.batch_size, shuffle=True,
+                                                         generator=self.rng,
+                                                         subset=self.train_idx):
+                        if len(rows) < 2:
+                            continue
+                        y = torch.as_tensor(self.y[rows], device=self.device)
+                        steps.append(self._step(x.to(self.device), y, opt))
+            except Diverged as err:
+                self.history.diverged = True
+                self.history.divergence_epoch = epoch
+                self.history.divergence_reason = str(err)
+                logger.warning("training diverged at epoch %d (%s); restoring the weights of "
+                               "epoch %s", epoch, err, self.history.best_epoch)
+                break
+            row = {"epoch": epoch, **_mean_stats(steps), **self._validate(),
+                   "seconds": time.perf_counter() - t0}
+            if not math.isfinite(row["val_nll"]):
+                self.history.add(**row)
+                self.history.diverged, self.history.divergence_epoch = True, epoch
+                self.history.divergence_reason = "non-finite validation loss"
+                logger.warning("training diverged at epoch %d (non-finite validation loss)",
+                               epoch)
+                break
+            self.history.add(**row)
+            last_good = (epoch, copy.deepcopy(self.net.state_dict()))
+            bar.set_postfix(acc=f"{row['val_acc']:.3f}", lg=f"{row.get('gen_loss', 0):.2f}")
+            eligible = epoch >= min(cfg.min_epochs, cfg.max_epochs)
+            if eligible and self._better(row, best_row):
+                best_row, best_state, since_best = row, copy.deepcopy(self.net.state_dict()), 0
+                self.history.best_epoch = epoch
+            elif eligible:
+                since_best += 1
+                if since_best >= cfg.patience:
+                    self.history.stopped_early = True
+                    break
+        if best_state is None:
+            # stopped (diverged) before min_epochs: keep the last epoch that validated
+            self.history.best_epoch, best_state = last_good
+        self.net.load_state_dict(best_state)
+        self.net.eval()
+        return self.history
+
+
+def _mean_stats(steps: list[dict]) -> dict:
+    keys = ["ce", "acc", "gen_loss", "gen_passed", "lse_real", "lse_fake"]
+    out = {}
+    for k in keys:
+        vals = [s[k] for s in steps if k in s]
+        out[f"train_{k}" if k in ("ce", "acc") else k] = float(np.mean(vals)) if vals else \
+            float("nan")
+    return out

@@ -1,0 +1,103 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pyclams.ebm.buffer import ReplayBuffer, slot_classes
+from pyclams.ebm.losses import GenerativeLossConfig, clip_loss, generative_loss, regularise
+from pyclams.ebm.sgld import sgld_sample
+
+
+def test_generative_loss_is_fake_minus_real():
+    real = torch.tensor([1.0, 3.0])
+    fake = torch.tensor([0.5, 0.5, 2.0])
+    assert generative_loss(real, fake).item() == pytest.approx(1.0 - 2.0)
+
+
+@pytest.mark.parametrize("clip,value,expected", [
+    ("none", -2.0, -2.0), ("elu", -2.0, math.exp(-2.0) - 1), ("elu", 1.5, 1.5),
+    ("relu", -2.0, 0.0), ("relu", 0.7, 0.7), ("leakyrelu", -2.0, -0.02)])
+def test_clip_functions(clip, value, expected):
+    assert clip_loss(torch.tensor(value), clip).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_stochastic_unit_and_threshold():
+    cfg = GenerativeLossConfig(clip="elu", p_on=0.25)
+    lg = torch.tensor(-3.0)
+    out, passed = regularise(lg, cfg, draw=0.1)
+    assert passed and out.item() == pytest.approx(math.exp(-3.0) - 1)
+    out, passed = regularise(lg, cfg, draw=0.3)
+    assert not passed and out.item() == 0.0
+    thr = GenerativeLossConfig(clip="none", p_on=1.0, threshold=-1.0)
+    assert regularise(torch.tensor(-2.0), thr, draw=0.0) == (torch.tensor(0.0), False)
+    out, passed = regularise(torch.tensor(-0.5), thr, draw=0.0)
+    assert passed and out.item() == pytest.approx(-0.5)
+    # the threshold is tested on the unclipped loss
+    both = GenerativeLossConfig(clip="elu", p_on=1.0, threshold=-1.0)
+    assert not regularise(torch.tensor(-1.5), both, draw=0.0)[1]
+
+
+def test_presets():
+    assert GenerativeLossConfig.preset("clams").clip == "elu"
+    assert GenerativeLossConfig.preset("clams").p_on == 0.25
+    assert GenerativeLossConfig.preset("jem").clip == "none"
+    assert not GenerativeLossConfig.preset("classifier").enabled
+    with pytest.raises(ValueError):
+        GenerativeLossConfig(clip="tanh")
+
+
+class TwoWells(nn.Module):
+    """Logits -||x - mu_k||^2: LSE is high near the two centres."""
+
+    def __init__(self):
+        super().__init__()
+        self.mu = nn.Parameter(torch.tensor([[2.0, 2.0], [-2.0, -2.0]]))
+
+    def forward(self, x):
+        return -((x[:, None, :] - self.mu[None]) ** 2).sum(-1)
+
+
+def test_sgld_lowers_energy_of_noise_and_leaves_model_alone():
+    net = TwoWells().train()
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(256, 2, generator=gen) * 4
+    e0 = -torch.logsumexp(net(x0), 1)
+    x = sgld_sample(net, x0, step_size=0.05, noise=0.01, n_steps=100, generator=gen)
+    e1 = -torch.logsumexp(net(x), 1)
+    assert e1.mean() < e0.mean() - 5
+    assert net.training and net.mu.grad is None and net.mu.requires_grad
+    # class-conditional: chains climb towards the requested well
+    y = torch.zeros(256, dtype=torch.long)
+    xc = sgld_sample(net, x0, step_size=0.05, noise=0.01, n_steps=200, y=y, generator=gen)
+    assert (xc.sum(1) > 0).float().mean() > 0.95
+
+
+def test_buffer_follows_training_proportions():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 700 + [1] * 200 + [2] * 100)
+    slots = slot_classes(y, 3, 1000, mode="proportional", rng=rng)
+    assert np.bincount(slots).tolist() == [700, 200, 100]
+    slots = slot_classes(y, 3, 999, mode="balanced", rng=rng)
+    assert np.bincount(slots).tolist() == [333, 333, 333]
+    slots = slot_classes(y, 3, 7, mode="proportional", rng=rng)
+    assert np.bincount(slots, minlength=3).sum() == 7
+
+
+def test_buffer_restarts_from_real_cells_of_the_slot_class():
+    rng = np.random.default_rng(0)
+    centres = torch.tensor([[0.0, 0.0], [100.0, 100.0]])
+
+    def draw_real(c, n):
+        return centres[c].repeat(n, 1)
+
+    slots = slot_classes(np.array([0, 0, 0, 1]), 2, 400, mode="proportional", rng=rng)
+    buf = ReplayBuffer(draw_real, slots, init_noise=0.1, rng=rng, device=torch.device("cpu"))
+    assert (buf.slot_y == 1).sum() == 100
+    # states sit next to the centre of their class
+    assert torch.allclose(buf.x.mean(1), centres[buf.slot_y].mean(1), atol=1.0)
+    idx, x, y = buf.sample(64, reinit_freq=1.0)
+    assert torch.allclose(x.mean(1), centres[y].mean(1), atol=1.0)
+    buf.update(idx, torch.full_like(x, 5.0))
+    assert torch.all(buf.x[torch.as_tensor(idx)] == 5.0)

@@ -1,0 +1,141 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pyclams
+from pyclams import CLAMS
+from pyclams.errors import PyClamsInputError
+from pyclams.metrics import auroc
+
+from .conftest import FAST, FAST_SGLD, assert_unchanged, make_counts, snapshot
+
+SMALL_NET = {"widths": (64, 32), "blocks_per_stage": 1}
+
+
+def test_trained_model_beats_chance_and_scores_unseen_type_lower(trained_model, query):
+    df = trained_model.predict(query)
+    truth = query.obs["cell_type"].astype(str).to_numpy()
+    known = np.isin(truth, trained_model.classes)
+    acc = np.mean(df["label_raw"].to_numpy()[known] == truth[known])
+    assert acc > 0.9  # chance is 1/3
+    assert auroc(df["log_px"], known) > 0.8
+    assert list(df.columns[:6]) == ["label", "label_raw", "confidence", "log_px", "ood_pvalue",
+                                    "is_ood"]
+    np.testing.assert_allclose(df.filter(like="p_").sum(1), 1.0, rtol=1e-5)
+
+
+def test_annotate_writes_documented_fields(trained_model, query):
+    out = trained_model.annotate(query, copy=True)
+    assert "clams_label" not in query.obs  # copy=True leaves the input alone
+    for col in ("label", "label_raw", "confidence", "log_px", "ood_pvalue", "is_ood"):
+        assert f"clams_{col}" in out.obs
+    assert out.obs["clams_label"].dtype == "category"
+    assert "unknown" in out.obs["clams_label"].cat.categories
+    assert (out.obs["clams_label"].astype(str)[out.obs["clams_is_ood"]] == "unknown").all()
+    assert out.obsm["clams_probabilities"].shape == (query.n_obs, 3)
+    assert out.obsm["clams_embedding"].shape == (query.n_obs, 32)
+    assert out.uns["clams"]["classes"] == trained_model.classes
+    assert out.uns["clams"]["model_id"] == trained_model.model_id
+    assert trained_model.annotate(query, key_added="run2") is None
+    assert "run2_label" in query.obs and "run2" in query.uns
+
+
+def test_failed_annotate_leaves_query_unchanged(trained_model, query):
+    snap = snapshot(query)
+    with pytest.raises(PyClamsInputError, match="genes"):
+        trained_model.annotate(query[:, :20].copy(), min_gene_overlap=0.5)
+    bad = query.copy()
+    snap_bad = snapshot(bad)
+    with pytest.raises(PyClamsInputError):
+        trained_model.annotate(bad, ood_fdr=2.0)
+    assert_unchanged(bad, snap_bad)
+    assert_unchanged(query, snap)
+
+
+def test_max_prob_rejection_option(trained_model, query):
+    df = trained_model.predict(query, ood_method="max_prob", min_confidence=0.99)
+    np.testing.assert_array_equal(df["is_ood"], df["confidence"] < 0.99)
+
+
+def test_same_seed_same_model_on_cpu(ref):
+    kw = {"train": FAST, "sgld": FAST_SGLD, "network": SMALL_NET, "n_top_genes": 80}
+    a = CLAMS(**kw).fit(ref, labels_key="cell_type", seed=3, verbose=False, device="cpu")
+    b = CLAMS(**kw).fit(ref, labels_key="cell_type", seed=3, verbose=False, device="cpu")
+    assert a.model_id == b.model_id
+    pd.testing.assert_frame_equal(a.history.drop(columns="seconds"),
+                                  b.history.drop(columns="seconds"))
+
+
+@pytest.mark.parametrize("preset", ["jem", "classifier"])
+def test_presets_train(ref, preset):
+    m = pyclams.train(ref, labels_key="cell_type", preset=preset, train=FAST, sgld=FAST_SGLD,
+                      network=SMALL_NET, verbose=False, device="cpu")
+    hist = m.history
+    assert len(hist) >= 2 and {"train_ce", "val_acc"} <= set(hist.columns)
+    assert hist["gen_loss"].isna().all() == (preset == "classifier")
+    assert m.metrics_["test_accuracy"] > 0.8
+
+
+def test_divergence_is_detected_recorded_and_best_weights_kept(ref, caplog):
+    m = CLAMS(preset="jem", train={**FAST, "max_abs_energy": 1e-3, "min_epochs": 1},
+              sgld=FAST_SGLD, network=SMALL_NET)
+    with caplog.at_level(logging.WARNING, logger="pyclams"):
+        m.fit(ref, labels_key="cell_type", verbose=False, device="cpu")
+    assert m.history_.diverged and m.history_.divergence_epoch == 1
+    assert "energy exploded" in m.history_.divergence_reason
+    assert "DIVERGED" in caplog.text
+    assert m.metrics_["diverged"] is True
+    out = m.annotate(make_counts(10, n_classes=3, seed=5), copy=True)
+    assert out.uns["clams"]["diverged"] is True
+
+
+def test_unlabelled_cells_are_left_out(ref, caplog):
+    a = ref.copy()
+    a.obs["cell_type"] = a.obs["cell_type"].astype(object)
+    a.obs.iloc[:5, 0] = None
+    with caplog.at_level(logging.WARNING, logger="pyclams"):
+        m = CLAMS(train=FAST, sgld=FAST_SGLD, network=SMALL_NET).fit(
+            a, labels_key="cell_type", verbose=False, device="cpu")
+    assert "no label" in caplog.text
+    assert m.fit_params["n_cells"] == a.n_obs - 5
+
+
+def test_sample_generates_cells_the_model_recognises(trained_model):
+    gen = trained_model.sample(40, label="type1", seed=0)
+    assert gen.shape == (40, len(trained_model.preprocessor.genes))
+    assert list(gen.var_names) == trained_model.preprocessor.genes
+    assert (gen.obs["label"] == "type1").all() and gen.X.min() >= 0
+    # classify the generated (scaled) features with the model itself
+    import torch
+    with torch.no_grad():
+        pred = trained_model.net(torch.from_numpy(gen.layers["scaled"])).argmax(1).numpy()
+    assert np.mean(pred == trained_model.classes.index("type1")) > 0.9
+    mixed = trained_model.sample(30, seed=1)
+    assert set(mixed.obs["label"].astype(str)) <= set(trained_model.classes)
+    with pytest.raises(PyClamsInputError, match="not a class"):
+        trained_model.sample(5, label="nope")
+
+
+def test_harmony_mode_is_tied_to_its_query(ref, query):
+    ref = ref.copy()
+    ref.obs["batch"] = "r"
+    m = CLAMS(train=FAST, sgld=FAST_SGLD, network=SMALL_NET).fit(
+        ref, labels_key="cell_type", integrate="harmony", query=query, n_pcs=10,
+        verbose=False, device="cpu")
+    df = m.predict(query)
+    truth = query.obs["cell_type"].astype(str).to_numpy()
+    known = np.isin(truth, m.classes)
+    assert np.mean(df["label_raw"].to_numpy()[known] == truth[known]) > 0.8
+    with pytest.raises(PyClamsInputError, match="integrate='harmony'"):
+        m.predict(query[:10].copy())
+    with pytest.raises(PyClamsInputError, match="needs the query"):
+        CLAMS().fit(ref, labels_key="cell_type", integrate="harmony")
+
+
+def test_unknown_settings_are_rejected():
+    with pytest.raises(PyClamsInputError, match="unknown train setting"):
+        CLAMS(train={"epochs": 3})
+    with pytest.raises(PyClamsInputError, match="preset"):
+        CLAMS(preset="vera")
