@@ -51,6 +51,7 @@ class NetworkConfig:
     activation: str = "elu"
     dropout: float = 0.1
     input_dropout: float = 0.1
+    base_scale: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -252,7 +253,8 @@ class CLAMS:
         nc = self.network_config
         self.net = ResNetMLP(features.n_features, len(self.classes), widths=nc.widths,
                              blocks_per_stage=nc.blocks_per_stage, activation=nc.activation,
-                             dropout=nc.dropout, input_dropout=nc.input_dropout)
+                             dropout=nc.dropout, input_dropout=nc.input_dropout,
+                             base_scale=nc.base_scale)
         logger.info("training %s on %d cells (%d train / %d val / %d test), %d classes, %d "
                     "features, device %s", self.preset, len(y), len(train_idx), len(val_idx),
                     len(test_idx), len(self.classes), features.n_features, device_)
@@ -365,7 +367,7 @@ class CLAMS:
             for _, x in fm.batches(batch_size):
                 e = self.net.embed(x.to(self.device))
                 emb.append(e.float().cpu())
-                logits.append(self.net.head(e).float().cpu())
+                logits.append(self.net.logits_from(e, x.to(self.device)).float().cpu())
         logits_t = torch.cat(logits)
         log_px = torch.logsumexp(logits_t, 1).numpy()
         probs = F.softmax(logits_t / self.temperature, 1).numpy()

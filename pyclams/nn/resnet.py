@@ -44,17 +44,23 @@ class ResNetMLP(nn.Module):
         Residual blocks per stage.
     activation, dropout
         Non-linearity (``elu``, ``relu``, ``leakyrelu``, ``silu``) and dropout rate.
+    base_scale
+        Weight of a Gaussian base measure: ``base_scale * mean(x**2) / 2`` is subtracted from
+        every logit, so that log p(x) = LSE(f(x)) includes a standard-normal reference density
+        over the standardised genes. It leaves p(y|x) unchanged; 0 gives the paper's pure LSE.
     """
 
     def __init__(self, n_input: int, n_classes: int, *, widths: Sequence[int] = (512, 256),
                  blocks_per_stage: int = 2, activation: str = "elu", dropout: float = 0.1,
-                 input_dropout: float = 0.0):
+                 input_dropout: float = 0.0, base_scale: float = 0.0):
         super().__init__()
         if not widths:
             raise ValueError("widths needs at least one stage")
         self.config = {"n_input": n_input, "n_classes": n_classes, "widths": list(widths),
                        "blocks_per_stage": blocks_per_stage, "activation": activation,
-                       "dropout": dropout, "input_dropout": input_dropout}
+                       "dropout": dropout, "input_dropout": input_dropout,
+                       "base_scale": base_scale}
+        self.base_scale = float(base_scale)
         layers: list[nn.Module] = [nn.Dropout(input_dropout), nn.Linear(n_input, widths[0])]
         for i, w in enumerate(widths):
             if i > 0:
@@ -71,7 +77,14 @@ class ResNetMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits f(x)."""
-        return self.head(self.body(x))
+        return self.logits_from(self.body(x), x)
+
+    def logits_from(self, embedding: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Logits from a penultimate embedding of input ``x`` (adds the base measure)."""
+        logits = self.head(embedding)
+        if self.base_scale:
+            logits = logits - 0.5 * self.base_scale * x.pow(2).mean(1, keepdim=True)
+        return logits
 
     @staticmethod
     def log_px(logits: torch.Tensor) -> torch.Tensor:

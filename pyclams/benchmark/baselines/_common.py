@@ -1,9 +1,13 @@
 """Helpers shared by the baselines: input normalisation, stripped copies and the output frame.
 
 Every baseline returns the frame built by :func:`prediction_frame`: indexed by the query's
-``obs_names``, with columns ``label`` (str; ``"unknown"`` where the method itself leaves a cell
-unassigned), ``confidence`` (a probability in [0, 1] or NaN), ``ood_score`` (higher = more
-in-distribution; NaN where the method has none) and ``rejected`` (bool).
+``obs_names``, with columns ``label`` (str: the method's best class; ``"unknown"`` only for a cell
+to which the method gives no class at all), ``confidence`` (a probability in [0, 1] or NaN),
+``ood_score`` (higher = more in-distribution; NaN where the method has none) and ``rejected``
+(bool: the method's own unknown/unassigned call, or the documented rejection rule).
+
+Keeping the best class in ``label`` and the reject call in ``rejected`` lets the benchmark report
+classification accuracy and rejection separately (and accuracy-with-rejection from both).
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ import logging
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..registry import register
 from ._common import (
-    UNKNOWN,
     is_raw_counts,
     log_normalized,
     prediction_frame,
@@ -25,6 +25,7 @@ from ._common import (
     ref_labels,
     stripped,
 )
+from ._features import highly_variable_mask
 
 logger = logging.getLogger("pyclams")
 
@@ -38,7 +39,7 @@ _MAX_LOG1P = 9.0  # below CellTypist's guard of 9.22 on log1p data
                          "sklearn": 'pip install "scikit-learn>=1.3,<1.8"'})
 def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: int = 0,
                 p_thres: float = 0.5, feature_selection: bool = False,
-                max_iter: int | None = None) -> pd.DataFrame:
+                n_top_genes: int | None = None, max_iter: int | None = None) -> pd.DataFrame:
     """CellTypist logistic regression with its prob-match "Unassigned" call.
 
     Parameters
@@ -51,43 +52,53 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
         ``random_state`` of the logistic regression (passed through ``celltypist.train``).
     p_thres
         Probability threshold of ``mode="prob match"``; a cell with no label above it is
-        "Unassigned" (label ``"unknown"``, rejected).
+        "Unassigned" (rejected).
     feature_selection
         CellTypist's two-round feature selection (off by default, as in CellTypist).
+    n_top_genes
+        Train on this many highly variable reference genes only (``None``: all genes, as
+        CellTypist recommends). The earlier CLAMS benchmark runs used 2000.
     max_iter
         Iterations of the logistic regression (CellTypist's default when ``None``).
 
     Returns
     -------
     pandas.DataFrame
-        ``label`` = ``predicted_labels`` (several labels joined by "|" in prob-match mode are
-        kept as CellTypist writes them), ``confidence`` = ``ood_score`` = max probability,
-        ``rejected`` = "Unassigned".
+        ``label`` = CellTypist's "best match" label (argmax of the probability matrix),
+        ``confidence`` = ``ood_score`` = max probability, ``rejected`` = "Unassigned" in
+        ``mode="prob match"`` (no class with probability above ``p_thres``).
 
     Notes
     -----
     ``celltypist.train`` densifies the reference (``with_mean=True`` scaling), as CellTypist does.
+    CellTypist's probabilities are one-vs-rest sigmoids: they need not sum to one.
     """
     import celltypist
 
     y = ref_labels(ref, labels_key)
     counts = is_raw_counts(ref.X) and is_raw_counts(query.X)
     x_ref, x_query = log_normalized(ref), log_normalized(query)
+    genes = ref.var_names.astype(str)
+    if n_top_genes is not None:
+        keep = highly_variable_mask(x_ref, n_top_genes=n_top_genes)
+        x_ref, x_query, genes = x_ref[:, keep], x_query[:, keep], genes[keep]
     top = max(float(x_ref.max()), float(x_query.max()))
     if not counts and top > _MAX_LOG1P:
         factor = top / _MAX_LOG1P
         logger.info("celltypist: log data up to %.2f; dividing ref and query by %.3f", top, factor)
         x_ref, x_query = x_ref / factor, x_query / factor
-    q = stripped(query, x_query.tocsr())
-    with quiet_logger("celltypist.logger"):
-        model = celltypist.train(x_ref, labels=y, genes=ref.var_names.astype(str).to_numpy(),
-                                 check_expression=counts, feature_selection=feature_selection,
-                                 max_iter=max_iter, random_state=seed)
+    q = stripped(query, sp.csr_matrix(x_query), var_names=genes)
+    with quiet_logger("celltypist.logger", logging.ERROR):
+        # all genes of raw-count input pass CellTypist's own check; a gene subset cannot
+        model = celltypist.train(x_ref, labels=y, genes=genes.to_numpy(),
+                                 check_expression=counts and n_top_genes is None,
+                                 feature_selection=feature_selection, max_iter=max_iter,
+                                 random_state=seed)
         result = celltypist.annotate(q, model=model, mode="prob match", p_thres=p_thres)
-    pred = result.predicted_labels["predicted_labels"].astype(str).to_numpy()
     prob = result.probability_matrix.loc[q.obs_names]
-    pmax = prob.max(axis=1).to_numpy(dtype=float)
-    rejected = pred == "Unassigned"
-    label = np.where(rejected, UNKNOWN, pred)
+    best = np.argmax(prob.to_numpy(dtype=float), axis=1)
+    pmax = prob.to_numpy(dtype=float)[np.arange(prob.shape[0]), best]
+    label = prob.columns.to_numpy().astype(str)[best]
+    rejected = result.predicted_labels["predicted_labels"].astype(str).to_numpy() == "Unassigned"
     return prediction_frame(query.obs_names, label, confidence=pmax, ood_score=pmax,
                             rejected=rejected)

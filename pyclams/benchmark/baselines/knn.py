@@ -46,7 +46,7 @@ def _knn(ref_rep: np.ndarray, query_rep: np.ndarray, k: int, *, leave_one_out: b
 @register("knn_ingest", "bio tool", requires=("scanpy", "sklearn", "pynndescent"),
           install_hints={"pynndescent": 'pip install "pynndescent>=0.5.13,!=0.7.0"'})
 def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: int = 0,
-                n_top_genes: int | None = 2000, n_pcs: int = 30, n_neighbors: int = 15,
+                n_top_genes: int | None = 2000, n_pcs: int = 50, n_neighbors: int = 15,
                 reject_quantile: float = 0.99) -> pd.DataFrame:
     """scanpy ``ingest`` label transfer with a kNN-distance OOD score.
 
@@ -61,7 +61,7 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
     n_top_genes
         Highly variable reference genes used (``None``: all genes).
     n_pcs
-        Principal components of the reference.
+        Principal components of the reference (scanpy's default 50).
     n_neighbors
         Neighbours for the label vote and for the distance score.
     reject_quantile

@@ -9,8 +9,9 @@ reference: ``NormalizeData`` (counts only) -> ``FindVariableFeatures`` -> ``Scal
 through caret); query: ``NormalizeData`` (counts only) -> ``scPredict(query, ref,
 threshold = 0.55)``.
 
-``label`` = ``scpred_prediction`` ("unassigned" -> ``"unknown"``, rejected); ``confidence`` =
-``ood_score`` = ``scpred_max``.
+``label`` = ``scpred_no_rejection`` (the best class; ``scpred_prediction`` where that column is
+absent); ``rejected`` = ``scpred_prediction`` is "unassigned"; ``confidence`` = ``ood_score`` =
+``scpred_max``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ _CODE = r"""
   ref <- trainModel(ref, seed = seed)
   query <- make(query_mat)
   query <- scPredict(query, ref, threshold = threshold)
+  best <- if ("scpred_no_rejection" %in% colnames(query[[]])) query$scpred_no_rejection else
+    query$scpred_prediction
   data.frame(prediction = as.character(query$scpred_prediction),
+             best = as.character(best),
              score_max = as.numeric(query$scpred_max),
              stringsAsFactors = FALSE)
 }
@@ -89,8 +93,9 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
                  to_dgcmatrix(x_query, genes, r_safe_names(query.obs_names, prefix="q")),
                  r_str(y), bool(counts), r_int(npcs), r_num(threshold), r_int(seed))
     pred = r_column(out, "prediction").astype(str)
+    best = r_column(out, "best").astype(str)
     score = r_column(out, "score_max").astype(float)
-    rejected = np.char.lower(pred.astype(str)) == "unassigned"
-    label = np.where(rejected, UNKNOWN, pred)
+    rejected = np.char.lower(pred) == "unassigned"
+    label = np.where(np.char.lower(best) == "unassigned", UNKNOWN, best)
     return prediction_frame(query.obs_names, label, confidence=np.clip(score, 0, 1),
                             ood_score=score, rejected=rejected)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import register
-from ._common import UNKNOWN, log_normalized, prediction_frame, ref_labels
+from ._common import log_normalized, prediction_frame, ref_labels
 from ._features import highly_variable_mask
 
 logger = logging.getLogger("pyclams")
@@ -39,7 +39,7 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
     seed
         Seed of ``LinearSVC``.
     threshold
-        Cells whose max calibrated probability is below it are rejected (label ``"unknown"``).
+        Cells whose max calibrated probability is below it are rejected.
     n_top_genes
         Restrict to this many highly variable reference genes (``None``: all genes, as in
         Abdelaal et al.).
@@ -54,8 +54,9 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
     Returns
     -------
     pandas.DataFrame
-        ``label`` (``"unknown"`` when rejected), ``confidence`` = ``ood_score`` = max
-        probability, ``rejected`` = max probability < ``threshold``.
+        ``label`` = most probable class (also for rejected cells), ``confidence`` =
+        ``ood_score`` = max probability, ``rejected`` = max probability < ``threshold``
+        (SVMrejection's "Unknown" call).
     """
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.preprocessing import StandardScaler
@@ -80,7 +81,7 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
     best = np.argmax(prob, axis=1)
     pmax = prob[np.arange(prob.shape[0]), best]
     rejected = pmax < threshold
-    label = np.where(rejected, UNKNOWN, clf.classes_[best].astype(str))
+    label = clf.classes_[best].astype(str)
     logger.debug("svm_reject: %d genes, %d-fold calibration, %.1f%% rejected",
                  x_ref.shape[1], folds, 100 * rejected.mean())
     return prediction_frame(query.obs_names, label, confidence=pmax, ood_score=pmax,
