@@ -61,8 +61,11 @@ def reliability(confidence: Sequence[float], correct: Sequence[bool], *, n_bins:
 def ece(confidence: Sequence[float], correct: Sequence[bool], *, n_bins: int = 20) -> float:
     """Expected calibration error with ``n_bins`` equal-width confidence bins (paper eq. 6).
 
-    ``sum_b |B_b| / n * |acc(B_b) - conf(B_b)|``.
+    ``sum_b |B_b| / n * |acc(B_b) - conf(B_b)|``. NaN when any confidence is NaN (a method
+    without probabilities has no ECE).
     """
+    if np.isnan(np.asarray(confidence, dtype=float)).any():
+        return float("nan")
     table = reliability(confidence, correct, n_bins=n_bins)
     n = table["count"].sum()
     if n == 0:

@@ -51,7 +51,7 @@ class NetworkConfig:
     activation: str = "elu"
     dropout: float = 0.1
     input_dropout: float = 0.1
-    base_scale: float = 0.0
+    base_scale: float = 10.0
 
     def to_dict(self) -> dict:
         d = asdict(self)

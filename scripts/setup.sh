@@ -30,7 +30,7 @@ if [ "${PYCLAMS_KEEP_TORCH:-0}" != 1 ]; then
   # CPU build; a plain `pip install torch` would pull several GB of CUDA packages
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
-extras="dev"
-command -v R >/dev/null && extras="dev,r"
+extras="dev,bench"
+command -v R >/dev/null && extras="dev,bench,r"
 .venv/bin/python -m pip install -q -e ".[$extras]"
 echo "setup: done (.venv, extras: $extras)"

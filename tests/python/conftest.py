@@ -26,9 +26,12 @@ def _propagate_pyclams_logs():
 def make_counts(n_per_class: int = 60, *, n_classes: int = 3, n_genes: int = 120,
                 seed: int = 0, class_names: list[str] | None = None,
                 marker_genes: int = 10, prefix: str = "cell") -> ad.AnnData:
-    """Poisson counts where class k over-expresses its own block of marker genes."""
+    """Poisson counts where class k over-expresses its own block of marker genes.
+
+    The gene profiles are the same for every call (same "biology"); ``seed`` draws the cells.
+    """
+    base = np.random.default_rng(1234).gamma(2.0, 1.0, size=n_genes)
     rng = np.random.default_rng(seed)
-    base = rng.gamma(2.0, 1.0, size=n_genes)
     names = class_names or [f"type{k}" for k in range(n_classes)]
     xs, labels = [], []
     for k, name in enumerate(names):

@@ -18,6 +18,7 @@ def test_ece_by_hand():
     # bin (0.95,1]: conf .965 acc .5 -> 2/4*.465 ; bin (0.5,.55]: conf .515 acc 1 -> 2/4*.485
     assert metrics.ece(conf, correct) == pytest.approx(0.5 * 0.465 + 0.5 * 0.485)
     assert metrics.ece([1.0, 1.0], [True, True]) == pytest.approx(0.0)
+    assert np.isnan(metrics.ece([0.9, float("nan")], [True, True]))
 
 
 def test_auroc_by_hand_with_ties():
