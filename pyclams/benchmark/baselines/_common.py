@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ...data.preprocess import log_normalise
+
 __all__ = ["UNKNOWN", "COLUMNS", "is_raw_counts", "log_normalized", "counts_matrix",
            "stripped", "ref_labels", "prediction_frame", "validate_predictions", "quiet_logger"]
 
@@ -74,12 +76,7 @@ def log_normalized(adata: ad.AnnData, *, target_sum: float = 1e4) -> sp.csr_matr
     x = _as_csr(adata.X)
     if not is_raw_counts(x):
         return x
-    totals = np.asarray(x.sum(axis=1)).ravel()
-    scale = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64),
-                      where=totals > 0)
-    x = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ x)
-    np.log1p(x.data, out=x.data)
-    return x
+    return log_normalise(x, kind="counts", target_sum=target_sum)
 
 
 def counts_matrix(adata: ad.AnnData) -> sp.csr_matrix | None:

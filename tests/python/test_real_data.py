@@ -1,0 +1,47 @@
+"""Small real-data training runs: the bundled demo data (always) and a shared protocol (when
+``../shared/data`` is present)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyclams import CLAMS
+from pyclams.data.demo import demo_query, demo_reference
+from pyclams.metrics import auroc
+
+from .conftest import SHARED_DATA
+
+QUICK = {"train": {"max_epochs": 10, "min_epochs": 3, "patience": 5, "min_steps_per_epoch": 20},
+         "sgld": {"buffer_size": 2000, "n_steps": 10}}
+
+
+def _id_accuracy_and_auroc(model, query):
+    df = model.predict(query)
+    truth = query.obs["cell_type"].astype(str).to_numpy()
+    known = np.isin(truth, model.classes)
+    acc = float(np.mean(df["label_raw"].to_numpy()[known] == truth[known]))
+    return acc, auroc(df["log_px"], known), df
+
+
+def test_bundled_pbmc_reference_annotates_pbmc3k():
+    ref, query = demo_reference(), demo_query()
+    model = CLAMS(**QUICK).fit(ref, labels_key="cell_type", seed=0, verbose=False,
+                               device="cpu")
+    acc, au, df = _id_accuracy_and_auroc(model, query)
+    # chance is 1/3 for B / CD4 T / CD8 T; monocytes, NK, DC, platelets are unseen
+    assert acc > 0.7, acc
+    assert au > 0.7, au
+    assert df.loc[query.obs["cell_type"] == "B", "label_raw"].eq("B").mean() > 0.9
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data folder not present")
+def test_shared_protocol_p5_log_data():
+    from pyclams.benchmark.protocols import load_protocol
+    proto = load_protocol("P5", SHARED_DATA)
+    model = CLAMS(**QUICK).fit(proto.ref, labels_key="cell_type", seed=0, verbose=False,
+                               device="cpu")
+    assert model.preprocessor.input_kind == "log"
+    acc, au, _ = _id_accuracy_and_auroc(model, proto.query)
+    assert acc > 0.75, acc  # 8 reference types
+    assert au > 0.6, au
