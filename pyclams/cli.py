@@ -16,27 +16,35 @@ from ._version import __version__
 from .errors import PyClamsInputError
 
 
-def _read_h5ad(path: str):
+def _read_h5ad(path: str, *, assay: str | None = None, layer: str = "counts"):
+    """Read an .h5ad file, or a Seurat object saved as .rds (needs pyclams[r] and R)."""
     import anndata as ad
     p = Path(path)
     if not p.exists():
         raise PyClamsInputError(f"{path}: no such file")
+    if p.suffix.lower() == ".rds":
+        from . import r_bridge
+        return r_bridge.seurat_to_anndata(r_bridge.read_rds(p), assay=assay, layer=layer)
     if p.suffix != ".h5ad":
-        raise PyClamsInputError(f"{path}: expected an .h5ad file")
+        raise PyClamsInputError(f"{path}: expected an .h5ad or .rds file")
     try:
         return ad.read_h5ad(p)
     except OSError as err:
         raise PyClamsInputError(f"{path} cannot be read as h5ad: {err}") from None
 
 
+def _is_rds(path: str) -> bool:
+    return Path(path).suffix.lower() == ".rds"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .model import CLAMS
-    ref = _read_h5ad(args.reference)
+    ref = _read_h5ad(args.reference, assay=args.assay)
     query = None
     if args.integrate == "harmony":
         if not args.query:
             raise PyClamsInputError("--integrate harmony needs --query Q.h5ad")
-        query = _read_h5ad(args.query)
+        query = _read_h5ad(args.query, assay=args.assay)
     model = CLAMS(preset=args.preset, n_top_genes=args.n_top_genes)
     model.fit(ref, labels_key=args.labels_key, layer=args.layer, is_log=args.is_log,
               batch_key=args.batch_key, integrate=args.integrate, query=query,
@@ -54,6 +62,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .model import CLAMS
     model = CLAMS.load(args.model, device=args.device)
+    if _is_rds(args.query) or _is_rds(args.output):
+        if not (_is_rds(args.query) and _is_rds(args.output)):
+            raise PyClamsInputError("an .rds query is annotated into an .rds output (and an "
+                                    ".h5ad query into .h5ad): give both as .rds")
+        from .r_bridge import annotate_rds
+        df = annotate_rds(args.query, args.output, model, assay=args.assay,
+                          layer=args.layer or "counts", prefix=args.key_added,
+                          overwrite=args.overwrite, is_log=args.is_log, ood_fdr=args.ood_fdr,
+                          ood_method=args.ood_method, calibration=args.calibration,
+                          min_gene_overlap=args.min_gene_overlap)
+        print(df["label"].value_counts().to_string())
+        print(f"-> {args.output}")
+        return 0
     query = _read_h5ad(args.query)
     model.annotate(query, key_added=args.key_added, layer=args.layer, is_log=args.is_log,
                    ood_fdr=args.ood_fdr, ood_method=args.ood_method,
@@ -151,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="input holds (possibly non-integer) counts")
 
     p = sub.add_parser("train", help="train a model on a labelled reference")
-    p.add_argument("reference", help="reference .h5ad")
+    p.add_argument("reference", help="reference .h5ad (or a Seurat object in .rds)")
     p.add_argument("--labels-key", required=True, help="obs column with cell types")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--preset", default="clams", choices=["clams", "jem", "classifier"])
@@ -164,20 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--integrate", choices=["harmony"], default=None)
     p.add_argument("--query", default=None, help="query .h5ad (for --integrate harmony)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--assay", default=None, help="Seurat assay of an .rds input (default: "
+                   "the object's default assay)")
     bool_log(p)
     common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("annotate", help="annotate a query with a trained model")
-    p.add_argument("query", help="query .h5ad")
+    p.add_argument("query", help="query .h5ad, or a Seurat object in .rds")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("-o", "--output", required=True, help="annotated .h5ad to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="annotated .h5ad to write (.rds for an .rds query: meta.data columns, "
+                        "a reduction and misc entry named KEY_ADDED)")
     p.add_argument("--ood-fdr", type=float, default=0.05)
     p.add_argument("--ood-method", choices=["conformal", "max_prob"], default="conformal")
     p.add_argument("--calibration", choices=["class", "pooled"], default="class")
     p.add_argument("--min-gene-overlap", type=float, default=0.5)
     p.add_argument("--key-added", default="clams")
-    p.add_argument("--layer", default=None)
+    p.add_argument("--layer", default=None,
+                   help="layer (h5ad) or Seurat slot/layer (.rds: counts [default] or data)")
+    p.add_argument("--assay", default=None, help="Seurat assay of an .rds query")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing KEY_ADDED_* columns of an .rds query")
     bool_log(p)
     common(p)
     p.set_defaults(func=cmd_annotate)

@@ -519,6 +519,15 @@ def write_annotations_to_seurat(robj, df: pd.DataFrame, prefix: str = "clams", *
     if classes is None:
         pcols = [c[2:] for c in d.columns if c.startswith("p_")]
         classes = pcols or sorted(set(map(str, d["label_raw"])))
+    cols = [f"{prefix}_{c}" for c in RESULT_COLUMNS]
+    clash = [c for c in cols if c in set(ro.r["colnames"](ro.r["slot"](robj, "meta.data")))]
+    if not overwrite and clash:
+        raise PyClamsInputError(f"metadata column(s) {', '.join(clash)} exist already; pass "
+                                "overwrite=True (CLI: --overwrite) to replace them")
+    if (not overwrite and embedding is not None
+            and prefix in set(ro.r["names"](ro.r["slot"](robj, "reductions")))):
+        raise PyClamsInputError(f"a reduction named {prefix!r} exists already; pass "
+                                "overwrite=True (CLI: --overwrite) to replace it")
     key = "".join(ch for ch in prefix if ch.isalnum()) + "_"
     if key == "_":
         raise PyClamsInputError(f"prefix {prefix!r} needs at least one letter or digit")
@@ -588,15 +597,15 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
         model = CLAMS.load(model)
     robj = read_rds(in_rds)
     adata = seurat_to_anndata(robj, assay=assay, layer=layer)
-    if layer == "data":
-        kwargs.setdefault("is_log", True)
+    if layer == "data" and kwargs.get("is_log") is None:
+        kwargs["is_log"] = True
     res = infer_for_r(model, adata, **kwargs)
     df = res["table"]
     params = {k: v for k, v in res["params"].items() if isinstance(v, str | int | float | bool)}
-    misc = {"model_id": res["model_id"], "pyclams_version": res["pyclams_version"],
+    misc = {**params, "model_id": res["model_id"], "pyclams_version": res["pyclams_version"],
             "preset": model.preset, "classes": res["classes"],
             "gene_overlap": res["gene_overlap"], "assay": adata.uns["seurat"]["assay"],
-            "layer": layer, **params}
+            "layer": layer}
     annotated = write_annotations_to_seurat(robj, df, prefix, overwrite=overwrite,
                                             classes=res["classes"],
                                             embedding=res["embedding"] if reduction else None,

@@ -200,3 +200,26 @@ def test_import_pyclams_does_not_need_rpy2():
     code = ("import sys; import pyclams, pyclams.r_bridge; "
             "assert 'rpy2' not in sys.modules, 'rpy2 imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@needs_r
+@pytest.mark.r
+def test_cli_annotates_rds(pbmc_rds, pbmc_model, tmp_path, capsys):
+    from pyclams import cli
+    try:
+        cli.build_parser().parse_args(["annotate", "q.rds", "--model", "m", "-o", "o.rds",
+                                       "--assay", "RNA", "--overwrite"])
+    except SystemExit:
+        pytest.skip("pyclams annotate does not take .rds input yet")
+    model_dir = tmp_path / "model"
+    pbmc_model.save(model_dir)
+    out = tmp_path / "out.rds"
+    assert cli.main(["annotate", str(pbmc_rds), "--model", str(model_dir), "-o", str(out),
+                     "--quiet"]) == 0
+    assert cli.main(["annotate", str(out), "--model", str(model_dir), "-o", str(out),
+                     "--quiet"]) == 2                       # columns exist: refused
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["annotate", str(out), "--model", str(model_dir), "-o", str(out),
+                     "--quiet", "--overwrite"]) == 0
+    adata = r_bridge.seurat_to_anndata(r_bridge.read_rds(out))
+    assert {f"clams_{c}" for c in r_bridge.RESULT_COLUMNS} <= set(adata.obs.columns)
