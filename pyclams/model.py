@@ -374,6 +374,11 @@ class CLAMS:
         raw = probs.argmax(1)
         conf = probs.max(1)
         pvals = classwise_pvalues(log_px, raw, self.cal_scores, self.cal_pred, mode=calibration)
+        if ood_method == "conformal" and 1.0 / (self.cal_scores.size + 1) > ood_fdr:
+            logger.warning(
+                "only %d reference cells were held out for calibration: no conformal p-value can "
+                "fall below ood_fdr=%g, so no cell will be flagged OOD; use a larger reference "
+                "or ood_method='max_prob'", self.cal_scores.size, ood_fdr)
         is_ood = benjamini_hochberg(pvals, ood_fdr) if ood_method == "conformal" \
             else conf < min_confidence
         names = np.asarray(self.classes, dtype=object)

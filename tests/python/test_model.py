@@ -54,6 +54,14 @@ def test_failed_annotate_leaves_query_unchanged(trained_model, query):
     assert_unchanged(query, snap)
 
 
+def test_too_few_held_out_cells_for_the_fdr_warns(trained_model, query, caplog):
+    n_cal = trained_model.cal_scores.size
+    with caplog.at_level(logging.WARNING, logger="pyclams"):
+        df = trained_model.predict(query, ood_fdr=0.5 / (n_cal + 1))
+    assert "no cell will be flagged" in caplog.text
+    assert not df["is_ood"].any()
+
+
 def test_max_prob_rejection_option(trained_model, query):
     df = trained_model.predict(query, ood_method="max_prob", min_confidence=0.99)
     np.testing.assert_array_equal(df["is_ood"], df["confidence"] < 0.99)
