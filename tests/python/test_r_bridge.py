@@ -206,11 +206,6 @@ def test_import_pyclams_does_not_need_rpy2():
 @pytest.mark.r
 def test_cli_annotates_rds(pbmc_rds, pbmc_model, tmp_path, capsys):
     from pyclams import cli
-    try:
-        cli.build_parser().parse_args(["annotate", "q.rds", "--model", "m", "-o", "o.rds",
-                                       "--assay", "RNA", "--overwrite"])
-    except SystemExit:
-        pytest.skip("pyclams annotate does not take .rds input yet")
     model_dir = tmp_path / "model"
     pbmc_model.save(model_dir)
     out = tmp_path / "out.rds"
