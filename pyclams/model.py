@@ -234,11 +234,11 @@ class CLAMS:
         labels = check_labels(adata, labels_key)
         labelled = labels.notna().to_numpy()
         ref = adata[labelled] if not labelled.all() else adata
-        pre = Preprocessor.fit(ref, layer=layer, is_log=is_log, n_top_genes=self.n_top_genes,
-                               batch_key=batch_key)
+        pre, ref_logx = Preprocessor.fit_transform(ref, layer=layer, is_log=is_log,
+                                                   n_top_genes=self.n_top_genes,
+                                                   batch_key=batch_key)
         self.preprocessor = pre
-        features, _ = self._gene_features(ref, layer=layer, is_log=pre.input_kind == "log",
-                                          min_gene_overlap=1.0, what="reference")
+        features = FeatureMatrix(ref_logx, pre.standardise)
         seed_everything(seed)
         if integrate == "harmony":
             features = self._fit_harmony(features, ref, query, query_layer=query_layer,

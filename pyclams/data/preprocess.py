@@ -108,6 +108,16 @@ class Preprocessor:
 
         ``cells`` (bool mask) restricts fitting to some cells (e.g. the labelled ones).
         """
+        return cls.fit_transform(adata, layer=layer, is_log=is_log, n_top_genes=n_top_genes,
+                                 cells=cells, batch_key=batch_key)[0]
+
+    @classmethod
+    def fit_transform(cls, adata: ad.AnnData, *, layer: str | None = None,
+                      is_log: bool | None = None, n_top_genes: int = 2000,
+                      cells: np.ndarray | None = None, batch_key: str | None = None
+                      ) -> tuple[Preprocessor, sp.csr_matrix]:
+        """:meth:`fit`, also returning the fitted cells' log-normalised values at the model
+        genes (what :meth:`log_normalised` would give for them, computed once)."""
         check_names(adata)
         x = get_matrix(adata, layer)
         what = f"adata.layers[{layer!r}]" if layer else "adata.X"
@@ -120,12 +130,14 @@ class Preprocessor:
         genes = cls._highly_variable(adata, logx, n_top_genes=n_top_genes, cells=cells,
                                      batch_key=batch_key)
         pos = adata.var_names.get_indexer(genes)
-        mean, sd = sparse_mean_sd(logx[:, pos])
+        picked = logx[:, pos].tocsr()
+        mean, sd = sparse_mean_sd(picked)
         logger.info("reference: %s, %d cells, %d of %d genes selected", kind, x.shape[0],
                     len(genes), adata.n_vars)
-        return cls(input_kind=kind, genes=list(map(str, genes)),
-                   size_genes=list(map(str, adata.var_names)) if kind == "counts" else None,
-                   mean=mean, sd=sd)
+        pre = cls(input_kind=kind, genes=list(map(str, genes)),
+                  size_genes=list(map(str, adata.var_names)) if kind == "counts" else None,
+                  mean=mean, sd=sd)
+        return pre, picked
 
     @staticmethod
     def _highly_variable(adata: ad.AnnData, logx: sp.csr_matrix, *, n_top_genes: int,

@@ -140,3 +140,11 @@ def test_library_size_uses_reference_genes_only(trained_model, query):
     a, _, _ = pre.log_normalised(query)
     b, _, _ = pre.log_normalised(wide)
     np.testing.assert_allclose(a.toarray(), b.toarray(), rtol=1e-5)
+
+
+def test_fit_transform_matches_the_query_path(ref):
+    from pyclams.data.preprocess import Preprocessor
+    pre, picked = Preprocessor.fit_transform(ref, n_top_genes=50)
+    again, missing, overlap = pre.log_normalised(ref)
+    assert overlap == 1.0 and not missing.any()
+    assert (picked != again).nnz == 0
