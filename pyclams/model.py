@@ -28,9 +28,10 @@ from .data.harmony import harmonize
 from .data.loader import FeatureMatrix
 from .data.preprocess import CLIP, Preprocessor
 from .ebm.losses import PRESETS, GenerativeLossConfig
-from .ebm.sgld import SGLDConfig, sgld_sample
+from .ebm.sgld import SGLDConfig, resolve_step_size, sgld_sample
 from .errors import ModelFormatError, PyClamsInputError
 from .metrics import ece
+from .nn.base_measure import BASES
 from .nn.resnet import ResNetMLP
 from .ood.calibration import fit_temperature
 from .ood.conformal import benjamini_hochberg, classwise_pvalues
@@ -44,14 +45,23 @@ OOD_METHODS = ("conformal", "max_prob")
 
 @dataclass
 class NetworkConfig:
-    """Architecture of the residual MLP (see :class:`pyclams.nn.ResNetMLP`)."""
+    """Architecture of the residual MLP (see :class:`pyclams.nn.ResNetMLP`).
+
+    ``base`` is the fixed base measure added to every logit (:mod:`pyclams.nn.base_measure`):
+    ``"class_gaussian"`` (default: a Gaussian per reference class on ``base_pcs`` principal
+    components, shrunk by ``base_shrinkage``), ``"isotropic"`` (``base_scale``) or ``"none"``.
+    It leaves p(y|x) unchanged and makes log p(x) an exponential tilt of that density.
+    """
 
     widths: tuple[int, ...] = (256, 128)
     blocks_per_stage: int = 2
     activation: str = "elu"
     dropout: float = 0.1
     input_dropout: float = 0.1
+    base: str = "class_gaussian"
     base_scale: float = 10.0
+    base_pcs: int = 30
+    base_shrinkage: float = 0.1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -250,11 +260,9 @@ class CLAMS:
         rng = np.random.default_rng(seed)
         train_idx, val_idx, test_idx = stratified_split(
             y, val_fraction=tcfg.val_fraction, test_fraction=tcfg.test_fraction, rng=rng)
-        nc = self.network_config
-        self.net = ResNetMLP(features.n_features, len(self.classes), widths=nc.widths,
-                             blocks_per_stage=nc.blocks_per_stage, activation=nc.activation,
-                             dropout=nc.dropout, input_dropout=nc.input_dropout,
-                             base_scale=nc.base_scale)
+        self.net = self._build_network(features, y, train_idx,
+                                       feature_scale=self.harmony["pc_sd"] if integrate
+                                       else pre.sd)
         logger.info("training %s on %d cells (%d train / %d val / %d test), %d classes, %d "
                     "features, device %s", self.preset, len(y), len(train_idx), len(val_idx),
                     len(test_idx), len(self.classes), features.n_features, device_)
@@ -269,12 +277,30 @@ class CLAMS:
         self.fit_params = {"labels_key": labels_key, "layer": layer, "batch_key": batch_key,
                            "seed": seed, "integrate": integrate, "n_cells": int(len(y)),
                            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-                           "n_test": int(len(test_idx))}
+                           "n_test": int(len(test_idx)), "sgld_step_size": trainer.step_size}
         if self.history_.diverged:
             logger.warning("this run DIVERGED at epoch %s (%s); the weights of epoch %s are kept",
                            self.history_.divergence_epoch, self.history_.divergence_reason,
                            self.history_.best_epoch)
         return self
+
+    def _build_network(self, features: FeatureMatrix, y: np.ndarray, train_idx: np.ndarray, *,
+                       feature_scale: np.ndarray | None) -> ResNetMLP:
+        """The residual MLP, with its class-Gaussian base measure fitted on training cells."""
+        nc = self.network_config
+        if nc.base not in BASES:
+            raise PyClamsInputError(f"network base must be one of {BASES}, not {nc.base!r}")
+        n_pcs = int(min(nc.base_pcs, features.n_features, max(len(train_idx) - 1, 1)))
+        net = ResNetMLP(features.n_features, len(self.classes), widths=nc.widths,
+                        blocks_per_stage=nc.blocks_per_stage, activation=nc.activation,
+                        dropout=nc.dropout, input_dropout=nc.input_dropout, base=nc.base,
+                        base_scale=nc.base_scale, base_pcs=n_pcs)
+        if nc.base == "class_gaussian":
+            def batches():
+                for rows, x in features.batches(4096, subset=train_idx):
+                    yield x.numpy(), y[rows]
+            net.base.fit(batches, feature_scale=feature_scale, shrinkage=nc.base_shrinkage)
+        return net
 
     def _fit_harmony(self, ref_features: FeatureMatrix, ref: ad.AnnData, query: ad.AnnData, *,
                      query_layer: str | None, batch_key: str | None, n_pcs: int,
@@ -376,9 +402,10 @@ class CLAMS:
         pvals = classwise_pvalues(log_px, raw, self.cal_scores, self.cal_pred, mode=calibration)
         if ood_method == "conformal" and 1.0 / (self.cal_scores.size + 1) > ood_fdr:
             logger.warning(
-                "only %d reference cells were held out for calibration: no conformal p-value can "
-                "fall below ood_fdr=%g, so no cell will be flagged OOD; use a larger reference "
-                "or ood_method='max_prob'", self.cal_scores.size, ood_fdr)
+                "only %d reference cells were held out for calibration: rank p-values cannot go "
+                "below ood_fdr=%g, so OOD calls rest on the normal-tail extrapolation of log p(x) "
+                "(see pyclams.ood.conformal); treat them as approximate or use a larger "
+                "reference", self.cal_scores.size, ood_fdr)
         is_ood = benjamini_hochberg(pvals, ood_fdr) if ood_method == "conformal" \
             else conf < min_confidence
         names = np.asarray(self.classes, dtype=object)
@@ -488,7 +515,8 @@ class CLAMS:
             (n, self.class_means.shape[1])).astype(np.float32)
         y_t = torch.as_tensor(ys, device=self.device) if label is not None else None
         x = sgld_sample(self.net, torch.from_numpy(x0.astype(np.float32)).to(self.device),
-                        step_size=step_size or self.sgld_config.step_size,
+                        step_size=step_size or resolve_step_size(
+                            self.net, self.sgld_config.step_size),
                         noise=self.sgld_config.noise if noise is None else noise,
                         n_steps=n_steps, y=y_t, clip=CLIP, generator=gen).cpu().numpy()
         if self.harmony is None:

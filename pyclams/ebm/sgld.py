@@ -16,7 +16,11 @@ class SGLDConfig:
     ----------
     step_size, noise, n_steps
         ``x <- x + step_size * grad_x E + noise * N(0, I)`` repeated ``n_steps`` times
-        (E = LSE(x), or f(x)[y] for class-conditional draws).
+        (E = LSE(x), or f(x)[y] for class-conditional draws). ``step_size=None`` (default)
+        takes ``min(1, 1 / L)`` with ``L`` the largest curvature of the network's base measure
+        (:func:`resolve_step_size`): JEM's step of 1 without a base measure, and a step that
+        cannot overshoot the reference clusters with one (a step of 1 on a narrow cluster
+        throws the chains to the clipping boundary).
     buffer_size
         Cells kept in the replay buffer.
     reinit_freq
@@ -28,7 +32,7 @@ class SGLDConfig:
         ``"balanced"`` (JEM).
     """
 
-    step_size: float = 1.0
+    step_size: float | None = None
     noise: float = 0.01
     n_steps: int = 20
     buffer_size: int = 10_000
@@ -44,6 +48,18 @@ class SGLDConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def resolve_step_size(net: nn.Module, step_size: float | None) -> float:
+    """``step_size``, or ``min(1, 1 / L)`` for the base measure's largest curvature ``L``."""
+    if step_size is not None:
+        return float(step_size)
+    base = getattr(net, "base", None)
+    if base is None:
+        return 1.0
+    n_input = net.config["n_input"] if hasattr(net, "config") else 1
+    curvature = base.max_curvature(n_input)
+    return float(min(1.0, 1.0 / curvature)) if curvature > 0 else 1.0
 
 
 def sgld_sample(net: nn.Module, x: torch.Tensor, *, step_size: float, noise: float,

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .base_measure import make_base
+
 _ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "silu": nn.SiLU}
 
 
@@ -44,23 +46,30 @@ class ResNetMLP(nn.Module):
         Residual blocks per stage.
     activation, dropout
         Non-linearity (``elu``, ``relu``, ``leakyrelu``, ``silu``) and dropout rate.
+    base
+        Base measure added to every logit (:mod:`pyclams.nn.base_measure`): ``"isotropic"``
+        (``-base_scale * mean(x**2) / 2``), ``"class_gaussian"`` (a class-mixture Gaussian on
+        ``base_pcs`` principal components, filled by ``net.base.fit``) or ``"none"`` (the
+        paper's pure LSE). It leaves p(y|x) unchanged and enters log p(x) = LSE(f(x)).
     base_scale
-        Weight of a Gaussian base measure: ``base_scale * mean(x**2) / 2`` is subtracted from
-        every logit, so that log p(x) = LSE(f(x)) includes a standard-normal reference density
-        over the standardised genes. It leaves p(y|x) unchanged; 0 gives the paper's pure LSE.
+        Weight of the isotropic base measure (0 = none).
+    base_pcs
+        Principal components of the class-Gaussian base measure.
     """
 
     def __init__(self, n_input: int, n_classes: int, *, widths: Sequence[int] = (512, 256),
                  blocks_per_stage: int = 2, activation: str = "elu", dropout: float = 0.1,
-                 input_dropout: float = 0.0, base_scale: float = 0.0):
+                 input_dropout: float = 0.0, base: str = "isotropic", base_scale: float = 0.0,
+                 base_pcs: int = 30):
         super().__init__()
         if not widths:
             raise ValueError("widths needs at least one stage")
         self.config = {"n_input": n_input, "n_classes": n_classes, "widths": list(widths),
                        "blocks_per_stage": blocks_per_stage, "activation": activation,
                        "dropout": dropout, "input_dropout": input_dropout,
-                       "base_scale": base_scale}
-        self.base_scale = float(base_scale)
+                       "base": base, "base_scale": base_scale, "base_pcs": base_pcs}
+        self.base = make_base(base, n_input=n_input, n_classes=n_classes, scale=base_scale,
+                              n_pcs=base_pcs)
         layers: list[nn.Module] = [nn.Dropout(input_dropout), nn.Linear(n_input, widths[0])]
         for i, w in enumerate(widths):
             if i > 0:
@@ -82,8 +91,8 @@ class ResNetMLP(nn.Module):
     def logits_from(self, embedding: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Logits from a penultimate embedding of input ``x`` (adds the base measure)."""
         logits = self.head(embedding)
-        if self.base_scale:
-            logits = logits - 0.5 * self.base_scale * x.pow(2).mean(1, keepdim=True)
+        if self.base is not None:
+            logits = logits + self.base(x)
         return logits
 
     @staticmethod

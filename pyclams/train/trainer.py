@@ -1,5 +1,10 @@
 """The CLAMS training loop: cross-entropy + regularised L_g, SGLD, early stopping, and a
-divergence guard that restores the best weights and records the failure."""
+divergence guard that restores the best weights and records the failure.
+
+The other EBMs of the comparison plug in through ``GenerativeLossConfig.method``: VERA's
+generator (:mod:`pyclams.ebm.vera`) replaces SGLD, HDGE's contrastive term
+(:mod:`pyclams.ebm.hdge`) is added to the cross-entropy (with or without JEM's SGLD L_g).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ from .._logging import logger
 from .._progress import progress
 from ..data.loader import FeatureMatrix
 from ..ebm.buffer import ReplayBuffer, slot_classes
-from ..ebm.losses import GenerativeLossConfig, generative_loss, regularise
-from ..ebm.sgld import SGLDConfig, sgld_sample
+from ..ebm.hdge import HDGETerm
+from ..ebm.losses import GenerativeLossConfig, energy_penalty, generative_loss, regularise, tilt
+from ..ebm.sgld import SGLDConfig, resolve_step_size, sgld_sample
+from ..ebm.vera import VERA
 from .history import History
 
 
@@ -76,7 +83,8 @@ def evaluate_logits(net: nn.Module, features: FeatureMatrix, rows: np.ndarray, *
 
 
 class Trainer:
-    """Fits a network as a CLAMS/JEM hybrid model (or a plain classifier)."""
+    """Fits a network as a CLAMS/JEM hybrid model (or VERA, HDGE, HDGE + JEM, or a plain
+    classifier; see ``gen.method``)."""
 
     def __init__(self, net: nn.Module, features: FeatureMatrix, y: np.ndarray, *,
                  train_idx: np.ndarray, val_idx: np.ndarray, n_classes: int,
@@ -92,8 +100,10 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.torch_gen = torch.Generator().manual_seed(seed)
         self.history = History()
+        #: SGLD step size (resolved from the base measure when the config says None)
+        self.step_size = resolve_step_size(net, sgld.step_size)
         self.buffer: ReplayBuffer | None = None
-        if gen.enabled:
+        if gen.uses_sgld:
             by_class = {c: train_idx[self.y[train_idx] == c] for c in range(n_classes)}
 
             def draw_real(c: int, n: int) -> torch.Tensor:
@@ -104,11 +114,14 @@ class Trainer:
                                  mode=sgld.buffer_classes, rng=self.rng)
             self.buffer = ReplayBuffer(draw_real, slots, init_noise=sgld.init_noise,
                                        rng=self.rng, device=device)
+        self.vera = VERA(features.n_features, gen, device=device, generator=self.torch_gen) \
+            if gen.uses_vera else None
+        self.hdge = HDGETerm(n_classes, gen, device=device) if gen.uses_hdge else None
 
     # ------------------------------------------------------------------ one step
     def _fake_cells(self, n: int) -> torch.Tensor:
         slots, x0, _ = self.buffer.sample(n, reinit_freq=self.sgld.reinit_freq)
-        x = sgld_sample(self.net, x0, step_size=self.sgld.step_size, noise=self.sgld.noise,
+        x = sgld_sample(self.net, x0, step_size=self.step_size, noise=self.sgld.noise,
                         n_steps=self.sgld.n_steps, clip=self.feature_clip,
                         generator=self.torch_gen)
         self.buffer.update(slots, x)
@@ -116,27 +129,25 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> dict:
         self.net.train()
+        if self.vera is not None and self.gen.vera_grad_penalty > 0:
+            x.requires_grad_(True)  # VERA's gradient penalty on the real cells
         logits = self.net(x)
         ce = F.cross_entropy(logits, y)
         loss, stats = ce, {"ce": ce.item(),
                            "acc": (logits.argmax(1) == y).float().mean().item()}
-        if self.gen.enabled:
-            draw = float(self.rng.random())
-            # SGLD is only needed when L_g can pass: always with a threshold (its value
-            # decides), otherwise only when the stochastic unit is on
-            if self.gen.threshold is not None or draw < self.gen.p_on:
-                x_fake = self._fake_cells(x.shape[0])
-                lse_real = torch.logsumexp(logits, dim=1)
-                lse_fake = torch.logsumexp(self.net(x_fake), dim=1)
-                lg = generative_loss(lse_real, lse_fake)
-                reg, passed = regularise(lg, self.gen, draw=draw)
+        if self.hdge is not None:
+            term, hstats = self.hdge(logits, y)
+            loss = loss + term
+            stats.update(hstats)
+            self._check_energies(stats)
+        fakes = None
+        if self.gen.uses_sgld:
+            reg = self._sgld_term(x, logits, stats)
+            if reg is not None:
                 loss = loss + reg
-                stats.update(gen_loss=lg.item(), gen_passed=float(passed),
-                             lse_real=lse_real.mean().item(), lse_fake=lse_fake.mean().item())
-                if abs(stats["lse_real"]) > self.cfg.max_abs_energy or \
-                        abs(stats["lse_fake"]) > self.cfg.max_abs_energy:
-                    raise Diverged(f"energy exploded (mean LSE real {stats['lse_real']:.3g}, "
-                                   f"fake {stats['lse_fake']:.3g})")
+        elif self.vera is not None:
+            fakes = self.vera.sample(x.shape[0])
+            loss = loss + self._vera_term(x, logits, fakes[0], stats)
         if not math.isfinite(loss.item()):
             raise Diverged("non-finite loss")
         if loss.item() > self.cfg.max_loss:
@@ -144,7 +155,57 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if fakes is not None:
+            stats.update(self.vera.generator_step(self.net, *fakes))
+            if not math.isfinite(stats["vera_loss"]):
+                raise Diverged("VERA generator diverged (non-finite loss)")
         return stats
+
+    def _sgld_term(self, x: torch.Tensor, logits: torch.Tensor, stats: dict
+                   ) -> torch.Tensor | None:
+        """CLAMS/JEM: regularised L_g on SGLD fakes (None when the sampler is skipped), plus
+        the energy penalty on the network's tilt when ``energy_reg`` is set."""
+        n = x.shape[0]
+        draw = float(self.rng.random())
+        # SGLD is only needed when L_g can pass: always with a threshold (its value
+        # decides), otherwise only when the stochastic unit is on
+        if self.gen.threshold is None and draw >= self.gen.p_on:
+            return None
+        x_fake = self._fake_cells(n)
+        lse_real = torch.logsumexp(logits, dim=1)
+        lse_fake = torch.logsumexp(self.net(x_fake), dim=1)
+        lg = generative_loss(lse_real, lse_fake)
+        reg, passed = regularise(lg, self.gen, draw=draw)
+        stats.update(gen_loss=lg.item(), gen_passed=float(passed),
+                     lse_real=lse_real.mean().item(), lse_fake=lse_fake.mean().item())
+        self._check_energies(stats)
+        if self.gen.energy_reg:
+            penalty = energy_penalty(tilt(self.net, x, lse_real), tilt(self.net, x_fake, lse_fake))
+            stats["energy_penalty"] = penalty.item()
+            reg = reg + self.gen.energy_reg * penalty
+        return reg
+
+    def _vera_term(self, x: torch.Tensor, logits: torch.Tensor, x_fake: torch.Tensor,
+                   stats: dict) -> torch.Tensor:
+        """VERA: ``weight * (regularised L_g + gamma/2 ||grad_x LSE(x_real)||^2)`` on the
+        generator's (detached) fakes."""
+        lse_real, lse_fake, lg, gp = self.vera.ebm_terms(self.net, x, logits, x_fake)
+        reg, passed = regularise(lg, self.gen, draw=float(self.rng.random()))
+        stats.update(gen_loss=lg.item(), gen_passed=float(passed),
+                     lse_real=lse_real.mean().item(), lse_fake=lse_fake.mean().item())
+        self._check_energies(stats)
+        if gp is None:
+            return reg
+        stats["grad_penalty"] = gp.item()
+        return reg + self.gen.weight * self.gen.vera_grad_penalty * gp
+
+    def _check_energies(self, stats: dict) -> None:
+        """Divergence guard on the mean LSE of real (and fake) cells."""
+        names = {"lse_real": "mean LSE real", "lse_fake": "fake"}
+        seen = {k: stats[k] for k in names if k in stats}
+        if any(abs(v) > self.cfg.max_abs_energy for v in seen.values()):
+            what = ", ".join(f"{names[k]} {v:.3g}" for k, v in seen.items())
+            raise Diverged(f"energy exploded ({what})")
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> dict:
@@ -228,6 +289,8 @@ class Trainer:
 
 def _mean_stats(steps: list[dict]) -> dict:
     keys = ["ce", "acc", "gen_loss", "gen_passed", "lse_real", "lse_fake"]
+    # method-specific statistics (VERA, HDGE) only when some step reported them
+    keys += [k for k in dict.fromkeys(k for s in steps for k in s) if k not in keys]
     out = {}
     for k in keys:
         vals = [s[k] for s in steps if k in s]
