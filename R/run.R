@@ -275,8 +275,8 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
   n_cal <- res$n_calibration
   if (identical(extra$ood.method, "conformal") && 1 / (n_cal + 1) > ood.fdr) {
     cli::cli_warn(c(
-      "No cell can be flagged OOD: the model holds only {n_cal} held-out reference cell{?s} for calibration, so the smallest conformal p-value, 1/{n_cal + 1} = {signif(1 / (n_cal + 1), 3)}, is above {.arg ood.fdr} = {ood.fdr}.",
-      i = "Train on a larger reference (20% of it is held out: {ceiling(5 * (1 / ood.fdr - 1))} cells make a flag possible, a few hundred make flags among many query cells likely), raise {.arg ood.fdr}, or use {.code ood.method = \"max_prob\"} with {.arg min.confidence}."
+      "Only {n_cal} held-out reference cell{?s} calibrate the OOD p-values: rank p-values cannot go below 1/{n_cal + 1} = {signif(1 / (n_cal + 1), 3)}, above {.arg ood.fdr} = {ood.fdr}, so the OOD calls rest on a normal-tail extrapolation of log p(x); treat them as approximate.",
+      i = "A larger reference (20% of it is held out: {ceiling(5 * (1 / ood.fdr - 1))} cells reach {.arg ood.fdr} by rank alone) gives exact conformal calls."
     ), class = "pyclams_calibration_warning")
   }
   if (verbose) {

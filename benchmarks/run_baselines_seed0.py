@@ -28,8 +28,9 @@ import pandas as pd
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
+from pyclams.benchmark.ebm_methods import is_ebm_method  # noqa: E402
 from pyclams.benchmark.protocols import load_protocol  # noqa: E402
-from pyclams.benchmark.registry import get, names, run_method  # noqa: E402
+from pyclams.benchmark.registry import names, run_method  # noqa: E402
 from pyclams.metrics import annotation_report  # noqa: E402
 
 ANCHORS = {  # earlier CPU runs, seed 0: (accuracy, OOD AUROC)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.getLogger("pyclams").setLevel(logging.WARNING)
-    methods = args.methods or [n for n in names() if get(n).family != "ebm"]
+    methods = args.methods or [n for n in names() if not is_ebm_method(n)]
     runs = [(m, m, OPTIONS.get(m, {})) for m in methods]
     runs += [(row, m, opts) for row, (m, opts) in VARIANTS.items() if m in methods]
 

@@ -14,6 +14,7 @@ import anndata as ad
 import numpy as np
 
 from ..errors import PyClamsInputError
+from .defaults import LOCO
 
 LABELS_KEY = "cell_type"
 
@@ -120,6 +121,59 @@ def symphony_crosstech(data_dir: str | Path) -> Protocol:
                     extra={"dropped_types": lone})
 
 
+def _loco_pbmc3k(data_dir: str | Path) -> ad.AnnData:
+    adata = _read(data_dir, "pbmc3k_10x_v1")
+    _relabel(adata, _PBMC_NAMES)
+    return adata
+
+
+def _loco_kang(data_dir: str | Path) -> ad.AnnData:
+    adata = _symbols_from_ensembl(_read(data_dir, "kang_8types_muscat_se"))
+    _relabel(adata, _PBMC_NAMES)
+    return adata
+
+
+#: L1 datasets: name -> loader of the labelled AnnData (labels harmonised as in P1/P2)
+LOCO_DATASETS = {"pbmc3k": _loco_pbmc3k, "kang": _loco_kang}
+
+
+def load_loco_dataset(name: str, data_dir: str | Path) -> ad.AnnData:
+    """An L1 dataset (``"pbmc3k"`` or ``"kang"``) with harmonised labels and only the genes
+    detected in at least one cell."""
+    if name not in LOCO_DATASETS:
+        raise PyClamsInputError(f"unknown L1 dataset {name!r}; choose from {sorted(LOCO_DATASETS)}")
+    adata = LOCO_DATASETS[name](data_dir)
+    x = adata.X
+    detected = np.asarray((x != 0).sum(axis=0)).ravel() > 0
+    return adata[:, detected].copy() if not detected.all() else adata
+
+
+def loco_split(adata: ad.AnnData, held_out: str, *, seed: int = 0, train_fraction: float = 0.8,
+               name: str = LOCO) -> Protocol:
+    """One L1 fold: class ``held_out`` is OOD, the other classes are split per class.
+
+    The reference holds ``train_fraction`` of every other class's cells (at least one); the
+    query holds the remaining cells of those classes (ID) and every cell of ``held_out``.
+    """
+    labels = adata.obs[LABELS_KEY].astype(str).to_numpy()
+    if held_out not in set(labels):
+        raise PyClamsInputError(f"{held_out!r} is not a class of the dataset")
+    if not 0 < train_fraction < 1:
+        raise PyClamsInputError(f"train_fraction must be in (0, 1), not {train_fraction}")
+    rng = np.random.default_rng(seed)
+    in_ref = np.zeros(len(labels), dtype=bool)
+    for c in sorted(set(labels) - {held_out}):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        n_ref = min(len(rows) - 1, max(1, int(round(train_fraction * len(rows)))))
+        in_ref[rows[:n_ref]] = True
+    ref, query = adata[in_ref].copy(), adata[~in_ref].copy()
+    for a in (ref, query):
+        a.obs[LABELS_KEY] = a.obs[LABELS_KEY].astype(str).astype("category")
+    return Protocol(name, ref, query, [held_out],
+                    f"leave-one-class-out: {held_out} held out, {train_fraction:.0%} of the "
+                    "other classes as reference", extra={"held_out": held_out, "seed": seed})
+
+
 PROTOCOLS = {
     "P1": pbmc_sorted_to_3k,
     "P2": kang_to_3k_holdout,
@@ -129,7 +183,14 @@ PROTOCOLS = {
 
 
 def load_protocol(name: str, data_dir: str | Path) -> Protocol:
-    """Load protocol ``name`` (P1, P2, P3 or P5) from ``data_dir``."""
+    """Load protocol ``name`` (P1, P2, P3 or P5) from ``data_dir``.
+
+    L1 is a family of folds, not one pair: see :func:`load_loco_dataset` and
+    :func:`loco_split`.
+    """
+    if name == LOCO:
+        raise PyClamsInputError("L1 is a set of leave-one-class-out folds: use "
+                                "load_loco_dataset() and loco_split()")
     if name not in PROTOCOLS:
         raise PyClamsInputError(f"unknown protocol {name!r}; choose from {sorted(PROTOCOLS)}")
     return PROTOCOLS[name](data_dir)

@@ -9,6 +9,9 @@ that trains on ``ref`` (labels in ``ref.obs[labels_key]``), annotates ``query`` 
 must never read) and returns a frame indexed by ``query.obs_names`` with the columns ``label``
 (str; ``"unknown"`` for the method's own unassigned call), ``confidence`` (probability in [0, 1]
 or NaN), ``ood_score`` (higher = more in-distribution; NaN if none) and ``rejected`` (bool).
+Further columns are allowed (the energy-based models add ``label_raw`` and ``max_prob``), and
+per-run facts such as divergence go in the frame's ``attrs["extra"]`` dictionary, which
+:func:`run_method` copies to :attr:`MethodResult.extra`.
 It must not modify ``ref`` or ``query``.
 
 Register a method with the decorator::
@@ -47,7 +50,7 @@ __all__ = ["FAMILIES", "BUILTIN_MODULES", "MethodSpec", "MethodResult", "registe
 #: the method families of the benchmark tables
 FAMILIES = ("classifier", "bio tool", "ebm")
 #: modules imported on the first registry look-up; each registers its methods on import
-BUILTIN_MODULES: list[str] = ["pyclams.benchmark.baselines"]
+BUILTIN_MODULES: list[str] = ["pyclams.benchmark.baselines", "pyclams.benchmark.ebm_methods"]
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _loaded = False
@@ -100,6 +103,10 @@ class MethodResult:
         ``"ok"``, ``"failed"`` or ``"not installed"``.
     reason
         Empty when ``status == "ok"``; else why it did not run or how it failed.
+    extra
+        Per-run facts the method reported besides its predictions (e.g. ``{"diverged":
+        False, "best_epoch": 7}`` for the energy-based models): a method returns them in
+        ``predictions.attrs["extra"]``.
     """
 
     name: str
@@ -107,6 +114,7 @@ class MethodResult:
     wall_time_s: float
     status: str
     reason: str = ""
+    extra: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -268,4 +276,5 @@ def run_method(name: str, ref: ad.AnnData, query: ad.AnnData, *, labels_key: str
         reason = f"{type(exc).__name__}: {exc}"
         logger.warning("%s failed after %.1f s: %s", name, wall, reason)
         return MethodResult(name, None, wall, "failed", reason)
-    return MethodResult(name, pred, wall, "ok", "")
+    extra = dict(pred.attrs.get("extra", {})) if isinstance(pred.attrs, dict) else {}
+    return MethodResult(name, pred, wall, "ok", "", extra)

@@ -175,3 +175,14 @@ test_that("TrainCLAMS checks labels and accepts idents", {
   expect_error(TrainCLAMS(ref, labels.by = "ident", verbose = FALSE,
                           .options = tiny_options(), path = m$path), "overwrite")
 })
+
+test_that("the README quick start flags cells of the cluster the reference lacks", {
+  skip_if_no_pyclams()
+  q <- SeuratObject::pbmc_small
+  ref <- subset(q, idents = c("0", "1"))
+  out <- suppressWarnings(RunCLAMS(q, reference = ref, labels.by = "RNA_snn_res.1",
+                                   verbose = FALSE, device = "cpu"))
+  unseen <- as.character(SeuratObject::Idents(q)) == "2"
+  expect_gt(sum(out$clams_is_ood[unseen]), 0)
+  expect_gt(mean(out$clams_is_ood[unseen]), mean(out$clams_is_ood[!unseen]) + 0.2)
+})

@@ -1,0 +1,151 @@
+"""The energy-based models of the benchmark, backed by :class:`pyclams.CLAMS`.
+
+Importing this module registers, in :mod:`pyclams.benchmark.registry`:
+
+=========== ========== =================================================================
+name        family     what
+=========== ========== =================================================================
+clams       ebm        CLAMS (preset ``clams``: ELU-clipped L_g, stochastic unit p_on 0.25)
+jem         ebm        JEM (preset ``jem``: unregularised L_g)
+resnet      classifier the same residual MLP trained by cross-entropy alone (``classifier``)
+vera        ebm        preset ``vera``
+hdge        ebm        preset ``hdge``
+hdge_jem    ebm        preset ``hdge_jem``
+abl_*       ebm        the ablation grid of the paper's Tables 5/6 (see :data:`ABLATIONS`)
+=========== ========== =================================================================
+
+A preset that :data:`pyclams.ebm.losses.PRESETS` does not define makes the method fail with
+that reason (the registry records it; nothing raises).
+
+Output columns (the registry contract plus two): ``label`` (``"unknown"`` for cells flagged
+OOD), ``confidence`` (calibrated max p(y|x)), ``ood_score`` (log p(x)), ``rejected``
+(conformal OOD call), ``label_raw`` (most probable class whatever the OOD call) and
+``max_prob`` (max p(y|x), the score of the max-probability OOD baseline). Divergence and the
+chosen epoch go in ``attrs["extra"]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .registry import register
+
+logger = logging.getLogger("pyclams")
+
+__all__ = ["PRESET_METHODS", "ABLATIONS", "ablation_name", "fit_predict_ebm", "is_ebm_method"]
+
+#: registry name -> (CLAMS preset, family, description)
+PRESET_METHODS: dict[str, tuple[str, str, str]] = {
+    "clams": ("clams", "ebm", "CLAMS: ELU-clipped generative loss, stochastic unit p_on 0.25"),
+    "jem": ("jem", "ebm", "JEM: unregularised generative loss"),
+    "resnet": ("classifier", "classifier", "residual MLP classifier (cross-entropy only)"),
+    "vera": ("vera", "ebm", "VERA preset of pyclams.ebm.losses"),
+    "hdge": ("hdge", "ebm", "HDGE preset of pyclams.ebm.losses"),
+    "hdge_jem": ("hdge_jem", "ebm", "HDGE + JEM preset of pyclams.ebm.losses"),
+}
+
+#: the ablation grid of the paper's Tables 5/6: clip x p_on x threshold
+ABLATION_CLIPS = ("none", "elu", "relu", "leakyrelu")
+ABLATION_P_ON = (0.1, 0.25)
+ABLATION_THRESHOLDS: tuple[float | None, ...] = (None, -1.0)
+
+
+def ablation_name(clip: str, p_on: float, threshold: float | None) -> str:
+    """Registry name of one ablation variant, e.g. ``abl_elu_p0.25_tnone``."""
+    thr = "none" if threshold is None else f"{threshold:g}"
+    return f"abl_{clip}_p{p_on:g}_t{thr}"
+
+
+#: ablation registry name -> generative-loss overrides of the ``clams`` preset
+ABLATIONS: dict[str, dict[str, Any]] = {
+    ablation_name(c, p, t): {"clip": c, "p_on": p, "threshold": t}
+    for c, p, t in itertools.product(ABLATION_CLIPS, ABLATION_P_ON, ABLATION_THRESHOLDS)
+}
+
+
+def is_ebm_method(name: str) -> bool:
+    """Whether ``name`` is one of the CLAMS-backed methods of this module."""
+    return name in PRESET_METHODS or name in ABLATIONS
+
+
+def fit_predict_ebm(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: int = 0,
+                    preset: str = "clams", generative: dict | None = None,
+                    max_epochs: int | None = None, device: str = "cpu",
+                    n_top_genes: int = 2000, train: dict | None = None,
+                    sgld: dict | None = None, network: dict | None = None,
+                    ood_fdr: float = 0.05, verbose: bool = False) -> pd.DataFrame:
+    """Train a :class:`pyclams.CLAMS` model on ``ref`` and annotate ``query``.
+
+    Parameters
+    ----------
+    ref, query
+        Reference and query over the same genes (raw counts or log-normalised).
+    labels_key
+        Column of ``ref.obs`` with the labels.
+    seed
+        Seed of the split, initialisation and sampler.
+    preset
+        CLAMS preset (``"clams"``, ``"jem"``, ``"classifier"``, ...).
+    generative, train, sgld, network
+        Overrides of the model's settings (see :class:`pyclams.CLAMS`).
+    max_epochs
+        Bound on the training epochs (default: the preset's).
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    n_top_genes
+        Highly variable reference genes.
+    ood_fdr
+        False discovery rate of the conformal OOD call.
+    verbose
+        Training progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The registry frame plus ``label_raw`` and ``max_prob``; ``attrs["extra"]`` holds
+        ``diverged``, ``divergence_epoch``, ``best_epoch``, ``n_epochs`` and ``temperature``.
+    """
+    from ..model import CLAMS
+
+    model = CLAMS(preset=preset, n_top_genes=n_top_genes, network=network, train=train,
+                  sgld=sgld, generative=generative)
+    model.fit(ref, labels_key=labels_key, seed=seed, device=device, verbose=verbose,
+              max_epochs=max_epochs)
+    pred = model.predict(query, ood_fdr=ood_fdr)
+    conf = pred["confidence"].to_numpy(dtype=np.float64)
+    out = pd.DataFrame({
+        "label": pred["label"].astype(str).to_numpy(dtype=object),
+        "confidence": np.clip(conf, 0.0, 1.0),
+        "ood_score": pred["log_px"].to_numpy(dtype=np.float64),
+        "rejected": pred["is_ood"].to_numpy(dtype=bool),
+        "label_raw": pred["label_raw"].astype(str).to_numpy(dtype=object),
+        "max_prob": conf,
+    }, index=pd.Index(query.obs_names.astype(str)))
+    hist = model.history_
+    out.attrs["extra"] = {
+        "diverged": bool(hist.diverged), "divergence_epoch": hist.divergence_epoch,
+        "best_epoch": hist.best_epoch, "n_epochs": len(hist.rows),
+        "temperature": float(model.temperature), "preset": preset,
+    }
+    return out
+
+
+def _register_all() -> None:
+    for name, (preset, family, desc) in PRESET_METHODS.items():
+        func = functools.partial(fit_predict_ebm, preset=preset)
+        register(name, family, requires=("torch",), description=desc)(func)
+    for name, overrides in ABLATIONS.items():
+        func = functools.partial(fit_predict_ebm, preset="clams", generative=dict(overrides))
+        register(name, "ebm", requires=("torch",),
+                 description=f"CLAMS ablation: clip {overrides['clip']}, p_on "
+                             f"{overrides['p_on']:g}, threshold {overrides['threshold']}")(func)
+
+
+_register_all()
