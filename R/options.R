@@ -11,7 +11,7 @@
 #'   when there are fewer\].
 #' @param max.epochs,batch.size Training epochs \[40\] and minibatch size \[128\].
 #' @param sgld.steps,sgld.step.size,sgld.noise Langevin steps per update \[20\], step size
-#'   \[1\] and noise sd \[0.01\].
+#'   \[automatic: min(1, 1 / the base measure's largest curvature)\] and noise sd \[0.01\].
 #' @param buffer.size,reinit.freq,buffer.classes Replay buffer size \[10000\], restart
 #'   probability \[0.05\] and class mix (`"proportional"` \[default\] or `"balanced"`).
 #' @param clip,p.on,threshold Regulariser of the generative loss: clipping (`"none"`,

@@ -56,7 +56,9 @@ def test_new_model_coerces_r_numbers():
     assert model.network_config.widths == (32,)
     assert isinstance(model.train_config.max_epochs, int)
     assert isinstance(model.sgld_config.buffer_size, int)
-    assert model.sgld_config.step_size == 1.0
+    assert model.sgld_config.step_size is None  # automatic, from the base measure
+    stepped = r_bridge.new_model({**TINY, "sgld": {**TINY["sgld"], "step_size": 1}})
+    assert stepped.sgld_config.step_size == 1.0
     with pytest.raises(PyClamsInputError, match="whole number"):
         r_bridge.new_model({"train": {"max_epochs": 2.5}})
     with pytest.raises(PyClamsInputError, match="unknown train setting"):
