@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
+from torch import nn
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -89,3 +91,15 @@ def assert_unchanged(adata: ad.AnnData, snap: dict) -> None:
     assert set(adata.obsm.keys()) == snap["obsm"]
     assert set(adata.uns.keys()) == snap["uns"]
     assert set(adata.layers.keys()) == snap["layers"]
+
+
+class TwoWells(nn.Module):
+    """A fixed energy for sampler tests: logits -||x - mu_k||^2, so LSE is high near (2, 2)
+    and (-2, -2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mu = nn.Parameter(torch.tensor([[2.0, 2.0], [-2.0, -2.0]]))
+
+    def forward(self, x):
+        return -((x[:, None, :] - self.mu[None]) ** 2).sum(-1)

@@ -3,11 +3,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from pyclams.ebm.buffer import ReplayBuffer, slot_classes
 from pyclams.ebm.losses import GenerativeLossConfig, clip_loss, generative_loss, regularise
 from pyclams.ebm.sgld import sgld_sample
+
+from .conftest import TwoWells
 
 
 def test_generative_loss_is_fake_minus_real():
@@ -46,17 +47,6 @@ def test_presets():
     assert not GenerativeLossConfig.preset("classifier").enabled
     with pytest.raises(ValueError):
         GenerativeLossConfig(clip="tanh")
-
-
-class TwoWells(nn.Module):
-    """Logits -||x - mu_k||^2: LSE is high near the two centres."""
-
-    def __init__(self):
-        super().__init__()
-        self.mu = nn.Parameter(torch.tensor([[2.0, 2.0], [-2.0, -2.0]]))
-
-    def forward(self, x):
-        return -((x[:, None, :] - self.mu[None]) ** 2).sum(-1)
 
 
 def test_sgld_lowers_energy_of_noise_and_leaves_model_alone():

@@ -21,7 +21,7 @@ from pyclams.ebm.vera import VERA, VERAGenerator
 from pyclams.train import trainer as trainer_mod
 from pyclams.train.trainer import Diverged
 
-from .conftest import FAST, FAST_SGLD, make_counts
+from .conftest import FAST, FAST_SGLD, TwoWells, make_counts
 
 SMALL_NET = {"widths": (64, 32), "blocks_per_stage": 1}
 NEW_PRESETS = ("vera", "hdge", "hdge_jem")
@@ -222,17 +222,6 @@ def test_logit_queue_is_fifo_and_bounded():
 
 
 # ---------------------------------------------------------------------------- VERA
-class TwoWells(nn.Module):
-    """Logits -||x - mu_k||^2: LSE is high near (2, 2) and (-2, -2)."""
-
-    def __init__(self):
-        super().__init__()
-        self.mu = nn.Parameter(torch.tensor([[2.0, 2.0], [-2.0, -2.0]]))
-
-    def forward(self, x):
-        return -((x[:, None, :] - self.mu[None]) ** 2).sum(-1)
-
-
 def test_vera_generator_climbs_a_fixed_energy_and_leaves_it_alone():
     torch.manual_seed(0)
     net = TwoWells().train()
