@@ -38,13 +38,17 @@ def streamed_pca(blocks: list[FeatureMatrix], n_pcs: int, *, batch_size: int = 4
             s += z.sum(0)
             ss += z.T @ z
     center = s / total
-    cov = ss / total - np.outer(center, center)
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1][:n_pcs]
-    vecs = vecs[:, order]
-    # fix signs so that results do not depend on the eigen-solver
-    vecs *= np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
+    vecs = top_components(ss / total - np.outer(center, center), n_pcs)
     return vecs.astype(np.float32), center.astype(np.float32)
+
+
+def top_components(cov: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` leading eigenvectors of a covariance (columns), signs fixed so that results
+    do not depend on the eigen-solver."""
+    vals, vecs = np.linalg.eigh(cov)
+    vecs = vecs[:, np.argsort(vals)[::-1][:k]]
+    vecs *= np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
+    return vecs
 
 
 def project(fm: FeatureMatrix, loadings: np.ndarray, center: np.ndarray, *,

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.harmony import top_components
+
 BASES = ("class_gaussian", "isotropic", "none")
 
 
@@ -130,10 +132,7 @@ class ClassGaussianBase(nn.Module):
             s += c.sum(0)
             ss += c.T @ c
         center = s / total
-        cov = (ss - total * np.outer(center, center)) / max(total - 1, 1)
-        vals, vecs = np.linalg.eigh(cov)
-        vecs = vecs[:, np.argsort(vals)[::-1][:k]]
-        vecs *= np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
+        vecs = top_components((ss - total * np.outer(center, center)) / max(total - 1, 1), k)
         pcs, labels = [], []
         for x, y in batches():
             pcs.append((x.astype(np.float64) * scale - center) @ vecs)
