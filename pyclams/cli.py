@@ -88,43 +88,11 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_annotated(adata, *, truth_key: str, key_added: str = "clams",
-                       ood_classes: list[str] | None = None) -> dict:
-    """Metrics of an annotated AnnData against ``obs[truth_key]``.
-
-    ID cells are those whose true type is a model class (or, with ``ood_classes``, all cells
-    whose type is not listed there).
-    """
-    import numpy as np
-
-    from .metrics import annotation_report
-    if truth_key not in adata.obs.columns:
-        raise PyClamsInputError(f"--truth-key {truth_key!r} is not a column of obs")
-    need = [f"{key_added}_{c}" for c in ("label", "label_raw", "confidence", "log_px",
-                                         "is_ood")]
-    missing = [c for c in need if c not in adata.obs.columns]
-    if missing or key_added not in adata.uns:
-        raise PyClamsInputError(f"no pyclams annotation with key {key_added!r} (missing "
-                                f"{missing or ['uns']}); run `pyclams annotate` first")
-    truth = adata.obs[truth_key].astype(str).to_numpy()
-    classes = list(adata.uns[key_added]["classes"])
-    known = classes if not ood_classes else sorted(set(truth) - set(ood_classes))
-    obs = adata.obs
-    report = annotation_report(
-        truth, obs[f"{key_added}_label_raw"].astype(str).to_numpy(),
-        obs[f"{key_added}_confidence"].to_numpy(), known_labels=known,
-        ood_scores={"log_px": obs[f"{key_added}_log_px"].to_numpy(),
-                    "max_p": obs[f"{key_added}_confidence"].to_numpy()},
-        rejected=obs[f"{key_added}_is_ood"].to_numpy(dtype=bool))
-    is_id = np.isin(truth, known)
-    lab = obs[f"{key_added}_label"].astype(str).to_numpy()
-    report["accuracy_with_rejection"] = float(np.mean(lab[is_id] == truth[is_id]))
-    return report
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     adata = _read_h5ad(args.annotated)
     ood = [c.strip() for c in args.ood_classes.split(",")] if args.ood_classes else None
+    from .metrics import evaluate_annotated
+
     report = evaluate_annotated(adata, truth_key=args.truth_key, key_added=args.key_added,
                                 ood_classes=ood)
     if args.json:

@@ -69,6 +69,14 @@ def check_matrix_values(x, *, what: str = "adata.X") -> None:
                 "use adata.raw")
 
 
+def is_raw_counts(x) -> bool:
+    """Whether ``x`` holds raw counts: its stored nonzero values (a sample of up to 200,000,
+    read in row blocks) are non-negative integers. False for a matrix without nonzero values."""
+    vals = _sample_values(x)
+    vals = vals[vals != 0]
+    return bool(vals.size and np.all(vals > 0) and np.all(np.mod(vals, 1) == 0))
+
+
 def detect_input_kind(x, *, is_log: bool | None = None, what: str = "adata.X") -> InputKind:
     """Decide whether ``x`` holds raw counts or log-normalised values.
 

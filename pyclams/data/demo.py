@@ -31,7 +31,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, device: str = "auto",
     with an "all ID" and "all OOD" summary and the overall metrics.
     """
     from .. import pl
-    from ..cli import evaluate_annotated
+    from ..metrics import evaluate_annotated
     from ..model import CLAMS
 
     out = Path(out_dir)

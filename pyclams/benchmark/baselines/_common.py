@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ...data.checks import is_raw_counts
 from ...data.preprocess import log_normalise
 
 __all__ = ["UNKNOWN", "COLUMNS", "is_raw_counts", "log_normalized", "counts_matrix",
@@ -30,33 +31,6 @@ __all__ = ["UNKNOWN", "COLUMNS", "is_raw_counts", "log_normalized", "counts_matr
 UNKNOWN = "unknown"
 #: the columns of every baseline's output, in order
 COLUMNS = ("label", "confidence", "ood_score", "rejected")
-
-
-def _values_sample(x, n: int, seed: int) -> np.ndarray:
-    """Up to ``n`` stored nonzero values of ``x`` drawn at random (dense or sparse)."""
-    vals = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    vals = vals[vals != 0]
-    if vals.size > n:
-        vals = np.random.default_rng(seed).choice(vals, n, replace=False)
-    return np.asarray(vals, dtype=np.float64)
-
-
-def is_raw_counts(x, *, n_sample: int = 10_000, seed: int = 0) -> bool:
-    """Whether ``x`` holds raw counts: a sample of its nonzero values are non-negative integers.
-
-    Parameters
-    ----------
-    x
-        A cells x genes matrix (dense or scipy sparse).
-    n_sample
-        How many nonzero values to check.
-    seed
-        Seed of the sample.
-    """
-    vals = _values_sample(x, n_sample, seed)
-    if vals.size == 0:
-        return False
-    return bool(np.all(vals >= 0) and np.all(np.abs(vals - np.round(vals)) < 1e-6))
 
 
 def _as_csr(x) -> sp.csr_matrix:
