@@ -66,7 +66,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 pd.DataFrame(rows).to_csv(out / "runs.csv", index=False)
     df = pd.DataFrame(rows)
-    cols = ["accuracy", "macro_f1", "ece", "auroc_log_px", "auroc_max_p", "ood_rejected",
+    cols = ["accuracy", "macro_f1", "ece", "auroc_log_px", "auroc_max_p",
+            "ood_recall_at_id10_log_px", "ood_rejected",
             "id_rejected", "train_s"]
     summary = df.groupby(["protocol", "preset"])[cols].agg(["mean", "min", "max"])
     summary["diverged_runs"] = df.groupby(["protocol", "preset"])["diverged"].sum()

@@ -14,7 +14,8 @@ import pandas as pd
 
 from .errors import PyClamsInputError
 
-__all__ = ["accuracy", "macro_f1", "ece", "reliability", "auroc", "rejected_shares",
+__all__ = ["accuracy", "macro_f1", "ece", "reliability", "auroc", "ood_recall_at_id_rate",
+           "rejected_shares",
            "annotation_report", "evaluate_annotated"]
 
 
@@ -93,6 +94,22 @@ def auroc(score: Sequence[float], is_positive: Sequence[bool]) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def ood_recall_at_id_rate(score: Sequence[float], is_id: Sequence[bool], *,
+                          id_rate: float = 0.1) -> float:
+    """Share of OOD cells scoring below the ``id_rate`` quantile of the ID cells' scores.
+
+    The best share of OOD cells any threshold on ``score`` could flag while flagging
+    ``id_rate`` of the ID cells: it measures the ranking at the low false-alarm end, apart
+    from where a calibrated threshold happens to land.
+    """
+    s = np.asarray(score, dtype=float)
+    pos = np.asarray(is_id, dtype=bool)
+    if not pos.any() or pos.all():
+        return float("nan")
+    cut = np.quantile(s[pos], id_rate)
+    return float(np.mean(s[~pos] < cut))
+
+
 def rejected_shares(rejected: Sequence[bool], is_ood: Sequence[bool]) -> dict[str, float]:
     """Share of OOD cells rejected (wanted high) and of ID cells rejected (wanted low)."""
     r = np.asarray(rejected, dtype=bool)
@@ -109,7 +126,8 @@ def annotation_report(truth: Sequence, predicted: Sequence, confidence: Sequence
     """All metrics of a reference-query annotation in one dictionary.
 
     Cells whose true label is in ``known_labels`` are in-distribution (ID); the rest are OOD.
-    Accuracy, macro-F1 and ECE use ID cells only; AUROCs use every cell with ID as positive.
+    Accuracy, macro-F1 and ECE use ID cells only; AUROCs use every cell with ID as positive;
+    ``ood_recall_at_id10_<score>`` is :func:`ood_recall_at_id_rate` at 10% of ID cells.
     """
     t = np.asarray(truth, dtype=object)
     p = np.asarray(predicted, dtype=object)
@@ -123,6 +141,7 @@ def annotation_report(truth: Sequence, predicted: Sequence, confidence: Sequence
     }
     for name, score in (ood_scores or {}).items():
         out[f"auroc_{name}"] = auroc(score, is_id)
+        out[f"ood_recall_at_id10_{name}"] = ood_recall_at_id_rate(score, is_id, id_rate=0.1)
     if rejected is not None:
         shares = rejected_shares(rejected, ~is_id)
         out.update(shares)

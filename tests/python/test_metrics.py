@@ -29,6 +29,15 @@ def test_auroc_by_hand_with_ties():
     assert metrics.auroc([1, 2], [True, True]) != metrics.auroc([1, 2], [True, True])  # nan
 
 
+def test_ood_recall_at_id_rate():
+    # ID scores 1..10: the 10% quantile is 1.9; OOD cells at 0.5 and 1.5 fall below, 5 does not
+    score = np.r_[np.arange(1, 11), [0.5, 1.5, 5.0]]
+    is_id = np.r_[np.ones(10, bool), np.zeros(3, bool)]
+    assert metrics.ood_recall_at_id_rate(score, is_id, id_rate=0.1) == pytest.approx(2 / 3)
+    assert metrics.ood_recall_at_id_rate(score, is_id, id_rate=0.5) == pytest.approx(3 / 3)
+    assert np.isnan(metrics.ood_recall_at_id_rate([1, 2], [True, True]))
+
+
 def test_rejected_shares_and_report():
     s = metrics.rejected_shares([True, False, True, False], [True, True, False, False])
     assert s == {"ood_rejected": 0.5, "id_rejected": 0.5}
@@ -36,5 +45,6 @@ def test_rejected_shares_and_report():
                                     known_labels=["a", "b"], ood_scores={"s": [3, 2, 1]},
                                     rejected=[False, False, True])
     assert rep["accuracy"] == 0.5 and rep["n_ood"] == 1
+    assert rep["ood_recall_at_id10_s"] == 1.0
     assert rep["auroc_s"] == 1.0 and rep["ood_rejected"] == 1.0 and rep["id_rejected"] == 0.0
     assert np.isfinite(rep["ece"])
