@@ -89,10 +89,10 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    adata = _read_h5ad(args.annotated)
-    ood = [c.strip() for c in args.ood_classes.split(",")] if args.ood_classes else None
     from .metrics import evaluate_annotated
 
+    adata = _read_h5ad(args.annotated)
+    ood = [c.strip() for c in args.ood_classes.split(",")] if args.ood_classes else None
     report = evaluate_annotated(adata, truth_key=args.truth_key, key_added=args.key_added,
                                 ood_classes=ood)
     if args.json:

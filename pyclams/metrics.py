@@ -15,8 +15,7 @@ import pandas as pd
 from .errors import PyClamsInputError
 
 __all__ = ["accuracy", "macro_f1", "ece", "reliability", "auroc", "ood_recall_at_id_rate",
-           "rejected_shares",
-           "annotation_report", "evaluate_annotated"]
+           "rejected_shares", "annotation_report", "evaluate_annotated"]
 
 
 def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
