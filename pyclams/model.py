@@ -2,7 +2,7 @@
 
 The pieces live elsewhere: preprocessing in :mod:`pyclams.data`, the network in
 :mod:`pyclams.nn`, the loss, sampler and buffer in :mod:`pyclams.ebm`, the loop in
-:mod:`pyclams.train`, calibration and OOD p-values in :mod:`pyclams.ood`, the file format in
+:mod:`pyclams.training`, calibration and OOD p-values in :mod:`pyclams.ood`, the file format in
 :mod:`pyclams.io`.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import anndata as ad
@@ -35,9 +36,10 @@ from .nn.base_measure import BASES
 from .nn.resnet import ResNetMLP
 from .ood.calibration import fit_temperature
 from .ood.conformal import benjamini_hochberg, classwise_pvalues
-from .train.history import History
-from .train.split import stratified_split
-from .train.trainer import TrainConfig, Trainer, evaluate_logits
+from .training.history import History
+from .training.split import stratified_split
+from .training.objectives import Objective
+from .training.trainer import TrainConfig, Trainer, evaluate_logits
 
 UNKNOWN = "unknown"
 OOD_METHODS = ("conformal", "max_prob")
@@ -116,7 +118,7 @@ class CLAMS:
     n_top_genes
         Highly variable genes chosen on the reference (all variable genes when fewer).
     network, train, sgld, generative
-        :class:`NetworkConfig`, :class:`~pyclams.train.trainer.TrainConfig`,
+        :class:`NetworkConfig`, :class:`~pyclams.training.trainer.TrainConfig`,
         :class:`~pyclams.ebm.sgld.SGLDConfig` and
         :class:`~pyclams.ebm.losses.GenerativeLossConfig`, or dicts that override their
         defaults. ``generative`` overrides the preset (e.g. ``{"threshold": -1}``).
@@ -132,7 +134,8 @@ class CLAMS:
                  network: NetworkConfig | dict | None = None,
                  train: TrainConfig | dict | None = None,
                  sgld: SGLDConfig | dict | None = None,
-                 generative: GenerativeLossConfig | dict | None = None):
+                 generative: GenerativeLossConfig | dict | None = None,
+                 objectives: Sequence[Objective] = ()):
         if preset not in PRESETS:
             raise PyClamsInputError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
         self.preset = preset
@@ -147,6 +150,7 @@ class CLAMS:
                 self.gen_config = GenerativeLossConfig.preset(preset, **(generative or {}))
             except (TypeError, ValueError) as err:
                 raise PyClamsInputError(f"bad generative settings: {err}") from None
+        self.objectives = list(objectives)
         self.net: ResNetMLP | None = None
         self.preprocessor: Preprocessor | None = None
         self.classes: list[str] = []
@@ -223,7 +227,7 @@ class CLAMS:
             ``query`` corrected by Harmony; the model then works on those PCs and can only
             annotate that query.
         max_epochs, batch_size
-            Override :class:`~pyclams.train.trainer.TrainConfig`.
+            Override :class:`~pyclams.training.trainer.TrainConfig`.
         seed
             Seeds the split, the initialisation and the sampler; a CPU run is repeatable.
         device
@@ -269,7 +273,7 @@ class CLAMS:
         trainer = Trainer(self.net, features, y, train_idx=train_idx, val_idx=val_idx,
                           n_classes=len(self.classes), train=tcfg, gen=self.gen_config,
                           sgld=self.sgld_config, device=device_, seed=seed,
-                          feature_clip=CLIP, verbose=verbose)
+                          feature_clip=CLIP, objectives=self.objectives, verbose=verbose)
         self.history_ = trainer.fit()
         self.device = device_
         self._calibrate(features, y, train_idx, val_idx, test_idx, batch_size=tcfg.batch_size)

@@ -138,7 +138,7 @@ def new_model(options: dict[str, Any] | None = None) -> CLAMS:
     from .ebm.losses import GenerativeLossConfig
     from .ebm.sgld import SGLDConfig
     from .model import CLAMS, NetworkConfig
-    from .train.trainer import TrainConfig
+    from .training.trainer import TrainConfig
 
     opts = dict(options or {})
     return CLAMS(preset=str(opts.get("preset", "clams")),

@@ -18,8 +18,8 @@ from pyclams import CLAMS
 from pyclams.ebm.hdge import LogitQueue, hdge_loss
 from pyclams.ebm.losses import PRESETS, GenerativeLossConfig
 from pyclams.ebm.vera import VERA, VERAGenerator
-from pyclams.train import trainer as trainer_mod
-from pyclams.train.trainer import Diverged
+from pyclams.training import trainer as trainer_mod
+from pyclams.training.trainer import Diverged
 
 from .conftest import FAST, FAST_SGLD, TwoWells, make_counts
 
