@@ -317,6 +317,74 @@ write_results = function(object, prefix, label, label_raw, classes, confidence, 
 """
 
 
+def _robjects():
+    """rpy2's ``robjects``, imported on first use (R starts embedded in this process)."""
+    try:
+        import rpy2.rinterface as ri
+        import rpy2.robjects as ro
+    except ImportError as err:  # pragma: no cover - depends on the machine
+        raise ImportError(
+            "the R bridge needs rpy2 and R: pip install 'pyclams[r]' (rpy2>=3.5.2,<3.6, "
+            f"anndata2ri) and install R ({err})") from None
+    if not _R_STATE.get("endr_unregistered"):
+        # rpy2 ends R at exit; with reticulate loaded in the same R that can abort the
+        # process (both try to finalise Python), so let the OS clean up instead.
+        atexit.unregister(ri.endr)
+        _R_STATE["endr_unregistered"] = True
+    return ro
+
+
+def _r_namespace(package: str):
+    """The namespace of an R package (loaded on first use), as an rpy2 environment."""
+    ro = _robjects()
+    try:
+        return ro.baseenv["loadNamespace"](package)
+    except Exception as err:  # rpy2's RRuntimeError  # noqa: BLE001
+        raise ImportError(f"the R package {package} cannot be loaded in the R that rpy2 uses: "
+                          f"{str(err).strip()}") from None
+
+
+def as_dgcmatrix(x: Any, genes: Any, cells: Any):
+    """A cells x genes matrix as an R ``dgCMatrix`` of genes x cells (rpy2 object).
+
+    Parameters
+    ----------
+    x
+        Cells x genes: a scipy sparse matrix (any format) or a dense numpy array.
+    genes, cells
+        Names of the columns and rows of ``x``: the row and column names in R.
+
+    Returns
+    -------
+    rpy2.robjects.RS4
+        ``Matrix::dgCMatrix`` (genes x cells, float64 values). The CSR arrays of the cells x
+        genes matrix are the CSC arrays of its transpose: sparse data are never made dense,
+        and the three arrays are copied into R once.
+    """
+    import rpy2.rinterface as ri
+
+    ro = _robjects()
+    csr = sp.csr_matrix(x, dtype=np.float64)
+    if csr is x or (sp.issparse(x) and csr.data is getattr(x, "data", None)):
+        csr = csr.copy()  # canonical form below sorts in place: leave the caller's matrix be
+    csr.sum_duplicates()
+    csr.sort_indices()
+    genes, cells = _as_str_list(genes), _as_str_list(cells)
+    if csr.shape != (len(cells), len(genes)):
+        raise PyClamsInputError(f"the matrix is {csr.shape[0]} cells x {csr.shape[1]} genes but "
+                                f"has {len(cells)} cell and {len(genes)} gene names")
+    if csr.nnz >= 2**31:
+        raise PyClamsInputError(f"{csr.nnz} non-zero values: more than a dgCMatrix holds")
+    _r_namespace("Matrix")
+    vec = {"i": ri.IntSexpVector.from_memoryview(memoryview(csr.indices.astype(np.int32))),
+           "p": ri.IntSexpVector.from_memoryview(memoryview(csr.indptr.astype(np.int32))),
+           "x": ri.FloatSexpVector.from_memoryview(memoryview(csr.data))}
+    dimnames = ro.baseenv["list"](ro.StrVector(genes), ro.StrVector(cells))
+    return _r_namespace("methods")["new"]("dgCMatrix", **vec,
+                                          Dim=ro.IntVector([len(genes), len(cells)]),
+                                          Dimnames=dimnames)
+
+
 def _r():
     """rpy2's ``robjects`` (imported on first use) and the bridge's R functions."""
     if "ro" not in _R_STATE:
