@@ -16,9 +16,11 @@ from . import metrics, pl
 from ._version import __version__
 from .errors import ModelFormatError, PyClamsInputError
 from .model import CLAMS
+from .ood.options import OODOptions
+from .result import AnnotationResult
 
-__all__ = ["CLAMS", "train", "annotate", "load", "metrics", "pl", "PyClamsInputError",
-           "ModelFormatError", "__version__"]
+__all__ = ["CLAMS", "AnnotationResult", "OODOptions", "train", "annotate", "load", "metrics",
+           "pl", "PyClamsInputError", "ModelFormatError", "__version__"]
 
 
 def train(adata: _ad.AnnData, *, labels_key: str, preset: str = "clams", **kwargs) -> CLAMS:

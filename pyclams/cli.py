@@ -104,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .data.demo import run_demo
+    from .demo import run_demo
     table = run_demo(args.output, seed=args.seed, device=args.device, verbose=not args.quiet)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"figures and model in {args.output}")
@@ -116,7 +116,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     m = CLAMS.load(args.model, device="cpu")
     info = {"model_id": m.model_id, "preset": m.preset, "classes": m.class_counts,
             "n_genes": len(m.preprocessor.genes), "input": m.preprocessor.input_kind,
-            "integration": None if m.harmony is None else "harmony",
+            "integration": None if m.space.kind == "genes" else m.space.kind,
             "temperature": round(m.temperature, 4), "metrics": m.metrics_,
             "diverged": m.history_.diverged, "best_epoch": m.history_.best_epoch}
     print(json.dumps(info, indent=1, default=str))

@@ -49,3 +49,12 @@ class FeatureMatrix:
         for start in range(0, idx.size, batch_size):
             rows = idx[start:start + batch_size]
             yield rows, torch.from_numpy(self.rows(rows))
+
+    def class_means(self, y: np.ndarray, rows: np.ndarray, n_classes: int) -> np.ndarray:
+        """Mean standardised features of ``rows`` per class ``0..n_classes-1`` (float32)."""
+        means = np.zeros((n_classes, self.n_features), dtype=np.float32)
+        for c in range(n_classes):
+            rows_c = rows[y[rows] == c]
+            means[c] = np.mean(np.concatenate(
+                [x.numpy() for _, x in self.batches(4096, subset=rows_c)]), axis=0)
+        return means

@@ -1,0 +1,25 @@
+"""Forward passes over many cells, minibatch by minibatch, in eval mode."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.loader import FeatureMatrix
+
+
+@torch.no_grad()
+def logits_and_embedding(net: nn.Module, features: FeatureMatrix, *, batch_size: int,
+                         device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and penultimate-layer embedding of every cell of ``features`` (CPU tensors)."""
+    net.eval()
+    logits, emb = [], []
+    for _, x in features.batches(batch_size):
+        x = x.to(device)
+        e = net.embed(x)
+        emb.append(e.float().cpu())
+        logits.append(net.logits_from(e, x).float().cpu())
+    if not logits:
+        n_classes = net.config["n_classes"]
+        return torch.zeros((0, n_classes)), torch.zeros((0, 0))
+    return torch.cat(logits), torch.cat(emb)
