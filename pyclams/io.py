@@ -43,7 +43,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,9 +56,6 @@ from .errors import ModelFormatError
 from .nn.build import network_from_config
 from .ood.calibrator import Calibrator
 from .training.history import History
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .model import CLAMS
 
 FORMAT_NAME = "pyclams-model"
 FORMAT_VERSION = 1
@@ -177,7 +174,8 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------------------- a CLAMS model
-def model_config(model: CLAMS) -> dict:
+# ``model`` below is a :class:`pyclams.CLAMS` (a higher layer: not imported here)
+def model_config(model: Any) -> dict:
     """Everything of a fitted model that goes into ``config.json`` (see the module docs)."""
     space = model.space
     return {
@@ -193,7 +191,7 @@ def model_config(model: CLAMS) -> dict:
     }
 
 
-def model_tensors(model: CLAMS) -> dict[str, np.ndarray]:
+def model_tensors(model: Any) -> dict[str, np.ndarray]:
     """Every array of a fitted model, by its name in ``model.safetensors``."""
     t = {f"net.{k}": v.detach().cpu().numpy() for k, v in model.net.state_dict().items()}
     t.update(model.space.tensors())
@@ -202,7 +200,7 @@ def model_tensors(model: CLAMS) -> dict[str, np.ndarray]:
     return t
 
 
-def save_model(model: CLAMS, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def save_model(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write a fitted model to the directory ``path``."""
     return write_model_dir(path, model_config(model), model_tensors(model),
                            overwrite=overwrite)
@@ -244,7 +242,7 @@ def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.
         raise ModelFormatError(f"{where}: calibration classes out of range")
 
 
-def load_model(cls: type[CLAMS], path: str | os.PathLike, *, device: torch.device) -> CLAMS:
+def load_model(cls: type, path: str | os.PathLike, *, device: torch.device) -> Any:
     """A ``cls`` (:class:`~pyclams.CLAMS`) from the model directory ``path``."""
     cfg, t = read_model_dir(path)
     try:
