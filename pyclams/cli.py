@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ._files import atomic_path
 from ._logging import logger
 from ._version import __version__
 from .ebm.losses import PRESETS
@@ -80,8 +81,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     model.annotate(query, key_added=args.key_added, layer=args.layer, is_log=args.is_log,
                    ood_fdr=args.ood_fdr, ood_method=args.ood_method,
                    calibration=args.calibration, min_gene_overlap=args.min_gene_overlap)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    query.write_h5ad(args.output, compression="gzip")
+    with atomic_path(args.output) as tmp:
+        query.write_h5ad(tmp, compression="gzip")
     counts = query.obs[f"{args.key_added}_label"].value_counts()
     print(counts.to_string())
     print(f"-> {args.output}")

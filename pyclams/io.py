@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from ._files import umask_mode
 from ._version import __version__
 from .data.space import space_from_config
 from .ebm.losses import PRESETS, GenerativeLossConfig
@@ -88,12 +89,6 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def _umask_mode(mode: int = 0o666) -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mode & ~mask
-
-
 def write_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, np.ndarray], *,
                     overwrite: bool = False) -> Path:
     """Write ``tensors`` and ``config`` as the model directory ``path``.
@@ -121,8 +116,8 @@ def write_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, np
                "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
         (tmp / CONFIG_FILE).write_text(json.dumps(strict_json(cfg), indent=1, allow_nan=False))
         for f in (WEIGHTS_FILE, CONFIG_FILE):
-            os.chmod(tmp / f, _umask_mode())
-        os.chmod(tmp, _umask_mode(0o777))
+            os.chmod(tmp / f, umask_mode())
+        os.chmod(tmp, umask_mode(0o777))
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "model")

@@ -15,7 +15,8 @@ import pytest
 PKG = Path(__file__).resolve().parents[2] / "pyclams"
 
 LAYERS = [
-    {"errors", "_logging", "_version", "_settings", "_progress", "_config", "metrics"},
+    {"errors", "_logging", "_version", "_settings", "_progress", "_config", "_files",
+     "metrics"},
     {"data"},
     {"nn"},
     {"ebm"},
