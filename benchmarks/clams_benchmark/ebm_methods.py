@@ -1,6 +1,6 @@
 """The energy-based models of the benchmark, backed by :class:`pyclams.CLAMS`.
 
-Importing this module registers, in :mod:`pyclams.benchmark.registry`:
+Importing this module registers, in :mod:`clams_benchmark.registry`:
 
 =========== ========== =================================================================
 name        family     what
@@ -8,9 +8,9 @@ name        family     what
 clams       ebm        CLAMS (preset ``clams``: ELU-clipped L_g, stochastic unit p_on 0.25)
 jem         ebm        JEM (preset ``jem``: unregularised L_g)
 resnet      classifier the same residual MLP trained by cross-entropy alone (``classifier``)
-vera        ebm        preset ``vera``
-hdge        ebm        preset ``hdge``
-hdge_jem    ebm        preset ``hdge_jem``
+vera        ebm        preset ``classifier`` + :class:`~clams_benchmark.vera.VERAObjective`
+hdge        ebm        preset ``classifier`` + :class:`~clams_benchmark.hdge.HDGEObjective`
+hdge_jem    ebm        preset ``jem`` + :class:`~clams_benchmark.hdge.HDGEObjective`
 clams_paper ebm        CLAMS as the paper writes it: pure LSE (no base measure), no energy
                        penalty, SGLD step 1 (see :data:`PAPER_FORM`)
 resnet_lse  classifier the classifier without base measure (the paper's ResNet baseline)
@@ -38,20 +38,30 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from pyclams import CLAMS
+
+from .hdge import HDGEObjective
 from .registry import register
+from .vera import VERAObjective
 
 logger = logging.getLogger("pyclams")
 
-__all__ = ["PRESET_METHODS", "ABLATIONS", "ablation_name", "fit_predict_ebm", "is_ebm_method"]
+__all__ = ["PRESET_METHODS", "OBJECTIVES", "ABLATIONS", "ablation_name", "build_model",
+           "fit_predict_ebm", "is_ebm_method"]
 
-#: registry name -> (CLAMS preset, family, description)
-PRESET_METHODS: dict[str, tuple[str, str, str]] = {
-    "clams": ("clams", "ebm", "CLAMS: ELU-clipped generative loss, stochastic unit p_on 0.25"),
-    "jem": ("jem", "ebm", "JEM: unregularised generative loss"),
-    "resnet": ("classifier", "classifier", "residual MLP classifier (cross-entropy only)"),
-    "vera": ("vera", "ebm", "VERA preset of pyclams.ebm.losses"),
-    "hdge": ("hdge", "ebm", "HDGE preset of pyclams.ebm.losses"),
-    "hdge_jem": ("hdge_jem", "ebm", "HDGE + JEM preset of pyclams.ebm.losses"),
+#: objective name -> class (a new instance per training run)
+OBJECTIVES = {"vera": VERAObjective, "hdge": HDGEObjective}
+
+#: registry name -> (CLAMS preset, extra objective of :data:`OBJECTIVES` or None, family,
+#: description)
+PRESET_METHODS: dict[str, tuple[str, str | None, str, str]] = {
+    "clams": ("clams", None, "ebm", "CLAMS: ELU-clipped generative loss, stochastic unit p_on "
+              "0.25"),
+    "jem": ("jem", None, "ebm", "JEM: unregularised generative loss"),
+    "resnet": ("classifier", None, "classifier", "residual MLP classifier (cross-entropy only)"),
+    "vera": ("classifier", "vera", "ebm", "VERA: L_g on fake cells of an amortised generator"),
+    "hdge": ("classifier", "hdge", "ebm", "HDGE: contrastive estimate of log p(x|y)"),
+    "hdge_jem": ("jem", "hdge", "ebm", "HDGE + JEM: contrastive term and JEM's SGLD L_g"),
 }
 
 #: the ablation grid of the paper's Tables 5/6: clip x p_on x threshold
@@ -89,8 +99,26 @@ def is_ebm_method(name: str) -> bool:
     return name in PRESET_METHODS or name in ABLATIONS or name in PAPER_FORM
 
 
+def build_model(method: str, *, objective_options: dict | None = None, **kwargs) -> CLAMS:
+    """The untrained :class:`pyclams.CLAMS` of method ``method`` of :data:`PRESET_METHODS`;
+    ``objective_options`` go to its objective, ``kwargs`` to ``CLAMS``."""
+    preset, objective, _, _ = PRESET_METHODS[method]
+    return CLAMS(preset=preset, objectives=_objectives(objective, objective_options), **kwargs)
+
+
+def _objectives(objective: str | None, options: dict | None) -> list:
+    if objective is None:
+        if options:
+            raise ValueError(f"objective options {sorted(options)} given without an objective")
+        return []
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, not {objective!r}")
+    return [OBJECTIVES[objective](**(options or {}))]
+
+
 def fit_predict_ebm(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: int = 0,
-                    preset: str = "clams", generative: dict | None = None,
+                    preset: str = "clams", objective: str | None = None,
+                    objective_options: dict | None = None, generative: dict | None = None,
                     max_epochs: int | None = None, device: str = "cpu",
                     n_top_genes: int = 2000, train: dict | None = None,
                     sgld: dict | None = None, network: dict | None = None,
@@ -106,7 +134,9 @@ def fit_predict_ebm(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed
     seed
         Seed of the split, initialisation and sampler.
     preset
-        CLAMS preset (``"clams"``, ``"jem"``, ``"classifier"``, ...).
+        CLAMS preset (``"clams"``, ``"jem"`` or ``"classifier"``).
+    objective, objective_options
+        An extra training objective (a key of :data:`OBJECTIVES`) and its settings.
     generative, train, sgld, network
         Overrides of the model's settings (see :class:`pyclams.CLAMS`).
     max_epochs
@@ -126,10 +156,9 @@ def fit_predict_ebm(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed
         The registry frame plus ``label_raw`` and ``max_prob``; ``attrs["extra"]`` holds
         ``diverged``, ``divergence_epoch``, ``best_epoch``, ``n_epochs`` and ``temperature``.
     """
-    from ..model import CLAMS
-
     model = CLAMS(preset=preset, n_top_genes=n_top_genes, network=network, train=train,
-                  sgld=sgld, generative=generative)
+                  sgld=sgld, generative=generative,
+                  objectives=_objectives(objective, objective_options))
     model.fit(ref, labels_key=labels_key, seed=seed, device=device, verbose=verbose,
               max_epochs=max_epochs)
     pred = model.predict(query, ood_fdr=ood_fdr)
@@ -147,13 +176,14 @@ def fit_predict_ebm(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed
         "diverged": bool(hist.diverged), "divergence_epoch": hist.divergence_epoch,
         "best_epoch": hist.best_epoch, "n_epochs": len(hist.rows),
         "temperature": float(model.temperature), "preset": preset,
+        **({"objective": objective} if objective else {}),
     }
     return out
 
 
 def _register_all() -> None:
-    for name, (preset, family, desc) in PRESET_METHODS.items():
-        func = functools.partial(fit_predict_ebm, preset=preset)
+    for name, (preset, objective, family, desc) in PRESET_METHODS.items():
+        func = functools.partial(fit_predict_ebm, preset=preset, objective=objective)
         register(name, family, requires=("torch",), description=desc)(func)
     for name, (preset, family, desc, kwargs) in PAPER_FORM.items():
         func = functools.partial(fit_predict_ebm, preset=preset, **kwargs)

@@ -1,17 +1,17 @@
 """The benchmark experiments of the paper on the shared protocols.
 
 Each experiment takes the data folder and an output folder (runs are cached under
-``<out>/cache``, see :mod:`pyclams.benchmark.cache`) and returns a tidy frame with one row per
+``<out>/cache``, see :mod:`clams_benchmark.cache`) and returns a tidy frame with one row per
 (protocol, method, seed):
 
 * :func:`annotation` (Table 2): reference -> query annotation on P1, P2, P3, P5;
 * :func:`loco` (Table 3, protocol L1): leave-one-class-out OOD detection on pbmc3k and Kang;
 * :func:`ablation` (Tables 5/6): the clip x p_on x threshold grid of CLAMS, with divergence;
 * :func:`generation` (Figs. 5/9): cells drawn by SGLD with a proportional or balanced buffer
-  (in :mod:`pyclams.benchmark.generation`).
+  (in :mod:`clams_benchmark.generation`).
 
-The defaults (:mod:`pyclams.benchmark.defaults`) are sized so that
-:func:`pyclams.benchmark.harness.run_benchmark` with every experiment fits in about an hour on a
+The defaults (:mod:`clams_benchmark.defaults`) are sized so that
+:func:`clams_benchmark.harness.run_benchmark` with every experiment fits in about an hour on a
 2-core CPU (see :data:`DEFAULT_PLAN_NOTE`).
 """
 
@@ -81,7 +81,7 @@ def method_options(method: str, *, epochs: int, device: str) -> dict:
 
 
 def _check_methods(methods: Sequence[str]) -> None:
-    from ..errors import PyClamsInputError
+    from pyclams.errors import PyClamsInputError
 
     known = registry.names()
     bad = [m for m in methods if m not in known]
@@ -122,7 +122,7 @@ def annotation(data_dir: str | Path, out_dir: str | Path, *,
     Returns
     -------
     pandas.DataFrame
-        One row per protocol x method x seed (see :mod:`pyclams.benchmark.runner`).
+        One row per protocol x method x seed (see :mod:`clams_benchmark.runner`).
     """
     methods = list(methods) if methods is not None else default_annotation_methods()
     _check_methods(methods)

@@ -1,6 +1,6 @@
 """Benchmark figures, built on :mod:`pyclams.pl` from per-cell prediction tables.
 
-A prediction table is the frame of :func:`pyclams.benchmark.scoring.prediction_table`
+A prediction table is the frame of :func:`clams_benchmark.scoring.prediction_table`
 (``label``, ``confidence``, ``ood_score``, ``rejected``, ``truth``, ``is_ood``...). Every
 function takes ``{method: table}`` for one protocol, draws one panel per method and saves a PNG.
 """
@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import pl
+from pyclams import pl
+
 from .scoring import shown_labels
 
 __all__ = ["annotation_heatmaps", "ood_histograms", "reliability_diagrams", "roc_curves",

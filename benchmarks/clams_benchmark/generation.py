@@ -107,8 +107,9 @@ def generation(data_dir: str | Path, out_dir: str | Path, *, protocol: str = GEN
     pandas.DataFrame
         One row per mode with ``status``, ``reason``, ``wall_s``, ``diverged`` and the metrics.
     """
-    from .._progress import progress
-    from ..model import CLAMS
+    from pyclams._progress import progress
+    from pyclams.model import CLAMS
+
     from .figures import generation_umap
 
     cache = RunCache(Path(out_dir) / "cache")

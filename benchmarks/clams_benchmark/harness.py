@@ -2,7 +2,7 @@
 
 Example::
 
-    from pyclams.benchmark.harness import run_benchmark
+    from clams_benchmark.harness import run_benchmark
     results, readme = run_benchmark("../shared/data", "benchmarks/results/2026-11-25",
                                     protocols=["P1", "L1"], experiments=["annotation", "loco"])
 
@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..errors import PyClamsInputError
+from pyclams.errors import PyClamsInputError
+
 from . import experiments as ex
 from . import registry
 from .defaults import ALL_PROTOCOLS, LOCO
@@ -104,7 +105,7 @@ def run_benchmark(data_dir: str | Path, out_dir: str | Path, *,
         Methods of the L1 experiment.
     ebm_seeds
         Seeds of every energy-based model (default: the plan of
-        :func:`pyclams.benchmark.experiments.seeds_for`).
+        :func:`clams_benchmark.experiments.seeds_for`).
     baseline_seeds
         Seeds of the other methods.
     epochs, ablation_epochs

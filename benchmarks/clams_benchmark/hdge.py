@@ -12,10 +12,10 @@ makes the generative term a contrastive (InfoNCE) loss and needs no sampler:
         \frac{\exp(s_i[y_i])}{\sum_{j \in B \cup Q} \exp(s_j[y_i])},
     \qquad s_j = f(x_j) / \tau
 
-(``hdge_mode="class"``, the paper's formulation). ``B`` is the minibatch (each cell is its own
+(``mode="class"``, the paper's formulation). ``B`` is the minibatch (each cell is its own
 positive and stays in the denominator, as in InfoNCE; gradients flow through every cell of the
 batch) and ``Q`` an optional FIFO memory queue of the logits of past minibatches (detached,
-HDGE's MoCo-style memory bank). ``hdge_mode="joint"`` normalises over all classes as well, an
+HDGE's MoCo-style memory bank). ``mode="joint"`` normalises over all classes as well, an
 estimate of ``log p(x, y)``:
 
 .. math::
@@ -23,16 +23,17 @@ estimate of ``log p(x, y)``:
     L_{joint} = -\frac{1}{N} \sum_i \log
         \frac{\exp(s_i[y_i])}{\sum_{j \in B \cup Q} \sum_{y'} \exp(s_j[y'])}.
 
-The trainer adds ``hdge_weight * L_HDGE`` to the cross-entropy (the authors' runs weight both
-terms 1: ``--pyxce 1 --pxycontrast 1``). The ``hdge_jem`` method also adds JEM's SGLD L_g (the
-authors' "HDGE + marginal likelihood", ``--pxsgld 1``).
+:class:`HDGEObjective` adds ``weight * L_HDGE`` to the cross-entropy of the CLAMS trainer (the
+authors' runs weight both terms 1: ``--pyxce 1 --pxycontrast 1``): the benchmark's ``hdge`` is
+the ``classifier`` preset plus this objective, ``hdge_jem`` the ``jem`` preset (JEM's SGLD L_g)
+plus this objective (the authors' "HDGE + marginal likelihood", ``--pxsgld 1``).
 
 Differences from the authors' code (all but the last are settings):
 
 * by default the raw logits are used with temperature 1, as in the paper's equations; the
   authors' code L2-normalises the logit vectors and uses temperature 0.1
-  (``hdge_normalize=True, hdge_temperature=0.1``);
-* by default the negatives are the minibatch only (``hdge_queue_size=0``); the authors keep a
+  (``normalize=True, temperature=0.1``);
+* by default the negatives are the minibatch only (``queue_size=0``); the authors keep a
   queue of 65,536 past logits (and use only the queue as negatives). With raw logits such a
   queue of stale, constant negatives lets the loss fall by raising all current logits above
   the stored ones, so log p(x) drifts upward without bound (seen on synthetic data); a queue
@@ -46,6 +47,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from pyclams.training.objectives import TrainingContext
+
+MODES = ("class", "joint")
 
 
 def contrastive_scores(logits: torch.Tensor, *, temperature: float = 1.0,
@@ -117,29 +123,47 @@ class LogitQueue:
         return self.values if len(self.values) else None
 
 
-class HDGETerm:
-    """HDGE's contrastive term with its memory queue, as used by the trainer.
+class HDGEObjective:
+    """HDGE's contrastive term with its memory queue, as a
+    :class:`~pyclams.training.objectives.Objective` of the CLAMS trainer.
 
     Parameters
     ----------
-    n_classes
-        Number of classes.
-    cfg
-        A :class:`~pyclams.ebm.losses.GenerativeLossConfig` (its ``hdge_*`` settings).
-    device
-        Where the queue lives.
+    weight
+        Multiplier of the contrastive term.
+    mode
+        ``"class"`` (the paper: normalise f(x)[y] over samples for the label y) or ``"joint"``
+        (normalise over samples and all classes).
+    temperature, normalize
+        Logits are divided by the temperature, after L2 normalisation when ``normalize``
+        (the authors' code: normalised logits, temperature 0.1).
+    queue_size
+        Past logits kept as extra negatives (MoCo-style memory queue; 0, the default: the
+        batch only). With raw logits a queue lets the model lower the loss by inflating all
+        current logits above the stale ones: log p(x) then drifts upward without bound.
     """
 
-    def __init__(self, n_classes: int, cfg, device: torch.device | str = "cpu"):
-        self.cfg = cfg
-        self.queue = LogitQueue(cfg.hdge_queue_size, n_classes, device)
+    def __init__(self, *, weight: float = 1.0, mode: str = "class", temperature: float = 1.0,
+                 normalize: bool = False, queue_size: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if not temperature > 0 or queue_size < 0:
+            raise ValueError("temperature must be positive and queue_size >= 0")
+        self.weight, self.mode = float(weight), mode
+        self.temperature, self.normalize = float(temperature), bool(normalize)
+        self.queue_size = int(queue_size)
+        self.queue: LogitQueue | None = None
 
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def setup(self, ctx: TrainingContext) -> None:
+        """An empty queue for a new training run."""
+        self.queue = LogitQueue(self.queue_size, ctx.n_classes, ctx.device)
+
+    def loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             logits: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Weighted loss of this batch and its statistics; then the batch joins the queue."""
-        cfg = self.cfg
-        loss = hdge_loss(logits, y, queue=self.queue.get(), mode=cfg.hdge_mode,
-                         temperature=cfg.hdge_temperature, normalize=cfg.hdge_normalize)
+        loss = hdge_loss(logits, y, queue=self.queue.get(), mode=self.mode,
+                         temperature=self.temperature, normalize=self.normalize)
         self.queue.push(logits)
         stats = {"hdge_loss": loss.item(),
                  "lse_real": torch.logsumexp(logits.detach(), 1).mean().item()}
-        return cfg.hdge_weight * loss, stats
+        return self.weight * loss, stats

@@ -13,7 +13,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
-from ..errors import PyClamsInputError
+from pyclams.errors import PyClamsInputError
+
 from .defaults import LOCO
 
 LABELS_KEY = "cell_type"

@@ -16,7 +16,7 @@ It must not modify ``ref`` or ``query``.
 
 Register a method with the decorator::
 
-    from pyclams.benchmark.registry import register
+    from clams_benchmark.registry import register
 
     @register("CLAMS", "ebm", requires=("torch",))
     def fit_predict(ref, query, *, labels_key, seed=0): ...
@@ -26,7 +26,7 @@ and run it, never raising, with :func:`run_method`::
     res = run_method("CLAMS", ref, query, labels_key="cell_type", seed=0)
     res.status, res.reason, res.wall_time_s, res.predictions
 
-The built-in baselines (``pyclams.benchmark.baselines``) register themselves the first time the
+The built-in baselines (``clams_benchmark.baselines``) register themselves the first time the
 registry is queried; a module that registers more methods must be imported before they are
 looked up, or be listed in :data:`BUILTIN_MODULES`.
 """
@@ -50,7 +50,7 @@ __all__ = ["FAMILIES", "BUILTIN_MODULES", "MethodSpec", "MethodResult", "registe
 #: the method families of the benchmark tables
 FAMILIES = ("classifier", "bio tool", "ebm")
 #: modules imported on the first registry look-up; each registers its methods on import
-BUILTIN_MODULES: list[str] = ["pyclams.benchmark.baselines", "pyclams.benchmark.ebm_methods"]
+BUILTIN_MODULES: list[str] = ["clams_benchmark.baselines", "clams_benchmark.ebm_methods"]
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _loaded = False

@@ -244,7 +244,7 @@ def markdown(results: pd.DataFrame, *, title: str, command: str = "",
         parts += [f"Wall time of this invocation: {elapsed_s / 60:.1f} min ({len(results)} runs, "
                   f"{n_cached} taken from the cache)."]
     parts += [""] + [f"- {n}" for n in notes] + [""]
-    parts += ["Metrics (pyclams.benchmark.scoring): accuracy, macro-F1 and ECE use the best "
+    parts += ["Metrics (clams_benchmark.scoring): accuracy, macro-F1 and ECE use the best "
               "class on query cells whose type the reference knows (ID); AUROCs tell ID "
               "(positive) from OOD cells; energy-based models score with log p(x); "
               "`n/i` = not installed; `–` = not available (e.g. no probabilities). "

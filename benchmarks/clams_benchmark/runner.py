@@ -1,9 +1,9 @@
 """Run a grid of (protocol, method, seed) tasks through the registry, with the run cache.
 
 Every task becomes one tidy row: its key, the method's family, ``status`` / ``reason`` /
-``wall_s`` from :func:`pyclams.benchmark.registry.run_method` (and ``cpu_s``, the process's
+``wall_s`` from :func:`clams_benchmark.registry.run_method` (and ``cpu_s``, the process's
 CPU seconds over the same call: far below ``wall_s`` on a busy machine), the metrics of
-:func:`pyclams.benchmark.scoring.score_table` when it ran, and the method's extra facts
+:func:`clams_benchmark.scoring.score_table` when it ran, and the method's extra facts
 (``diverged``, ``best_epoch``...). A task whose ``ok`` result is in the cache is not run again.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .._progress import progress
+from pyclams._progress import progress
+
 from . import registry
 from .cache import RunCache, RunKey
 from .protocols import Protocol

@@ -21,7 +21,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..metrics import accuracy, auroc, ece, macro_f1, rejected_shares
+from pyclams.metrics import accuracy, auroc, ece, macro_f1, rejected_shares
+
 from .baselines._common import UNKNOWN
 
 __all__ = ["METRICS", "prediction_table", "score_table", "shown_labels"]

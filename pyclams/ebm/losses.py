@@ -6,24 +6,20 @@
 * a stochastic unit: L_g is back-propagated with probability ``p_on``;
 * a hard threshold: L_g passes only when ``L_g > threshold`` (tested on the unclipped value).
 
-The other EBMs of the paper's comparison are selected by :attr:`GenerativeLossConfig.method`:
-``"sgld"`` (CLAMS / JEM: fake cells by SGLD from a replay buffer), ``"vera"`` (fake cells from an
-amortised generator, :mod:`pyclams.ebm.vera`), ``"hdge"`` (a contrastive approximation of
-log p(x|y), no fake cells, :mod:`pyclams.ebm.hdge`) and ``"hdge_jem"`` (both HDGE's term and
-JEM's SGLD L_g).
+Fake cells come from SGLD on a replay buffer (:mod:`pyclams.ebm.sgld`). Other training terms
+(the paper's comparison methods VERA and HDGE, in the repository's ``benchmarks/``) plug into
+the trainer as :class:`~pyclams.training.objectives.Objective`; :func:`regularise` works on any
+L_g, whatever produced the fake cells.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
 CLIPS = ("none", "elu", "relu", "leakyrelu")
-#: how fake cells / the generative term are obtained
-METHODS = ("sgld", "vera", "hdge", "hdge_jem")
-HDGE_MODES = ("class", "joint")
 
 #: preset name -> generative-loss settings
 PRESETS: dict[str, dict] = {
@@ -31,14 +27,14 @@ PRESETS: dict[str, dict] = {
               "energy_reg": 0.1},
     "jem": {"enabled": True, "clip": "none", "p_on": 1.0, "threshold": None},
     "classifier": {"enabled": False, "clip": "none", "p_on": 1.0, "threshold": None},
-    # VERA's JEM recipe (Grathwohl et al. 2021): classification weight alpha = 100, i.e. L_g
-    # and its gradient penalty weighted 1/100 relative to the cross-entropy
-    "vera": {"enabled": True, "method": "vera", "clip": "none", "p_on": 1.0, "threshold": None,
-             "weight": 0.01},
-    "hdge": {"enabled": True, "method": "hdge", "clip": "none", "p_on": 1.0, "threshold": None},
-    "hdge_jem": {"enabled": True, "method": "hdge_jem", "clip": "none", "p_on": 1.0,
-                 "threshold": None},
 }
+
+#: ``training.generative`` keys of model files written before VERA and HDGE left the package
+#: (they were selected by ``method``); :meth:`GenerativeLossConfig.from_dict` drops them
+LEGACY_KEYS = ("method", "vera_noise_dim", "vera_hidden", "vera_lr", "vera_post_lr",
+               "vera_entropy_weight", "vera_grad_penalty", "vera_n_posterior", "vera_max_sigma",
+               "hdge_weight", "hdge_mode", "hdge_temperature", "hdge_normalize",
+               "hdge_queue_size")
 
 
 @dataclass
@@ -56,42 +52,12 @@ class GenerativeLossConfig:
     threshold
         L_g passes only when above this value (None: no threshold).
     weight
-        Multiplier of the regularised L_g in the total loss (with ``"vera"``: of L_g plus its
-        gradient penalty).
+        Multiplier of the regularised L_g in the total loss.
     energy_reg
         Weight of the energy penalty ``mean t(x_real)**2 + mean t(x_fake)**2`` on the network's
         tilt ``t(x) = LSE(f(x)) - b(x)`` (b: the network's base measure; Du & Mordatch 2019),
         added whenever fake cells are drawn by SGLD. It keeps log p(x) anchored to the base
         measure where the sampler never went. 0.1 in the ``clams`` preset, 0 elsewhere.
-    method
-        ``"sgld"`` (CLAMS / JEM), ``"vera"``, ``"hdge"`` or ``"hdge_jem"``; see the module
-        docstring. ``clip``, ``p_on`` and ``threshold`` act on L_g whatever produced the fake
-        cells; ``"hdge"`` has no L_g and ignores them.
-    vera_noise_dim, vera_hidden
-        Latent size and hidden widths of VERA's generator MLP.
-    vera_lr, vera_post_lr
-        Adam learning rates of the generator and of the posterior scale of its entropy
-        estimator.
-    vera_entropy_weight
-        Weight lambda of the generator's entropy H(q) (VERA's ``--ent_weight``).
-    vera_grad_penalty
-        Weight gamma of ``mean ||grad_x LSE(x_real)||^2 / 2`` in the EBM loss (``--pg_control``).
-    vera_n_posterior
-        Importance samples of the entropy-gradient estimator.
-    vera_max_sigma
-        Upper bound of the generator's per-feature output sd (the lower bound is 0.01).
-    hdge_weight
-        Multiplier of HDGE's contrastive term.
-    hdge_mode
-        ``"class"`` (the paper: normalise f(x)[y] over samples for the label y) or ``"joint"``
-        (normalise over samples and all classes).
-    hdge_temperature, hdge_normalize
-        Logits are divided by the temperature, after L2 normalisation when ``hdge_normalize``
-        (the authors' code: normalised logits, temperature 0.1).
-    hdge_queue_size
-        Past logits kept as extra negatives (MoCo-style memory queue; 0, the default: the
-        batch only). With raw logits a queue lets the model lower the loss by inflating all
-        current logits above the stale ones: log p(x) then drifts upward without bound.
     """
 
     enabled: bool = True
@@ -100,54 +66,12 @@ class GenerativeLossConfig:
     threshold: float | None = None
     weight: float = 1.0
     energy_reg: float = 0.0
-    method: str = "sgld"
-    vera_noise_dim: int = 32
-    vera_hidden: tuple[int, ...] = (256, 256)
-    vera_lr: float = 2e-3
-    vera_post_lr: float = 1e-3
-    vera_entropy_weight: float = 1e-4
-    vera_grad_penalty: float = 0.1
-    vera_n_posterior: int = 20
-    vera_max_sigma: float = 0.3
-    hdge_weight: float = 1.0
-    hdge_mode: str = "class"
-    hdge_temperature: float = 1.0
-    hdge_normalize: bool = False
-    hdge_queue_size: int = 0
 
     def __post_init__(self):
         if self.clip not in CLIPS:
             raise ValueError(f"clip must be one of {CLIPS}, not {self.clip!r}")
         if not 0.0 <= self.p_on <= 1.0:
             raise ValueError(f"p_on must be in [0, 1], not {self.p_on}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-        if self.hdge_mode not in HDGE_MODES:
-            raise ValueError(f"hdge_mode must be one of {HDGE_MODES}, not {self.hdge_mode!r}")
-        # JSON gives lists back
-        self.vera_hidden = tuple(int(w) for w in self.vera_hidden)
-        if self.vera_noise_dim < 1 or self.vera_n_posterior < 1 or not self.vera_hidden or \
-                min(self.vera_hidden) < 1:
-            raise ValueError("vera_noise_dim, vera_n_posterior and vera_hidden must be positive")
-        if not self.vera_max_sigma >= 0.01:
-            raise ValueError(f"vera_max_sigma must be at least 0.01, not {self.vera_max_sigma}")
-        if not self.hdge_temperature > 0 or self.hdge_queue_size < 0:
-            raise ValueError("hdge_temperature must be positive and hdge_queue_size >= 0")
-
-    @property
-    def uses_sgld(self) -> bool:
-        """Whether training draws fake cells by SGLD from a replay buffer."""
-        return self.enabled and self.method in ("sgld", "hdge_jem")
-
-    @property
-    def uses_hdge(self) -> bool:
-        """Whether training adds HDGE's contrastive term."""
-        return self.enabled and self.method in ("hdge", "hdge_jem")
-
-    @property
-    def uses_vera(self) -> bool:
-        """Whether training draws fake cells from VERA's generator."""
-        return self.enabled and self.method == "vera"
 
     @classmethod
     def preset(cls, name: str, **overrides) -> GenerativeLossConfig:
@@ -156,14 +80,27 @@ class GenerativeLossConfig:
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["vera_hidden"] = list(self.vera_hidden)
-        return d
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> GenerativeLossConfig:
-        """Inverse of :meth:`to_dict`; settings missing from older files take their defaults
-        (``method="sgld"``)."""
+        """Inverse of :meth:`to_dict`, tolerant of older model files.
+
+        Settings missing from older files take their defaults. Files written while VERA and
+        HDGE were part of the package also hold ``method`` and ``vera_*`` / ``hdge_*``
+        settings (:data:`LEGACY_KEYS`): they are dropped, and ``method="vera"`` or ``"hdge"``
+        (no SGLD) reads as ``enabled=False``, the core trainer's settings of that model.
+        Any other unknown key is an error.
+        """
+        d = dict(d)
+        method = d.pop("method", "sgld")
+        for key in LEGACY_KEYS:
+            d.pop(key, None)
+        if method in ("vera", "hdge"):
+            d["enabled"] = False
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown generative setting(s) {unknown}")
         return cls(**d)
 
 

@@ -1,9 +1,8 @@
 """The CLAMS training loop: cross-entropy + regularised L_g, SGLD, early stopping, and a
 divergence guard that restores the best weights and records the failure.
 
-The other EBMs of the comparison plug in through ``GenerativeLossConfig.method``: VERA's
-generator (:mod:`pyclams.ebm.vera`) replaces SGLD, HDGE's contrastive term
-(:mod:`pyclams.ebm.hdge`) is added to the cross-entropy (with or without JEM's SGLD L_g).
+Other training terms plug in from outside as :class:`~pyclams.training.objectives.Objective`
+(the paper's comparison methods VERA and HDGE live in the repository's ``benchmarks/``).
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,11 +22,12 @@ from .._logging import logger
 from .._progress import progress
 from ..data.loader import FeatureMatrix
 from ..ebm.buffer import ReplayBuffer, slot_classes
-from ..ebm.hdge import HDGETerm
 from ..ebm.losses import GenerativeLossConfig, energy_penalty, generative_loss, regularise, tilt
 from ..ebm.sgld import SGLDConfig, resolve_step_size, sgld_sample
-from ..ebm.vera import VERA
 from .history import History
+from .objectives import Diverged, Objective, TrainingContext
+
+__all__ = ["TrainConfig", "Trainer", "Diverged", "evaluate_logits"]
 
 
 @dataclass
@@ -68,10 +69,6 @@ class TrainConfig:
         return asdict(self)
 
 
-class Diverged(RuntimeError):
-    """Raised inside the loop when the guard trips."""
-
-
 @torch.no_grad()
 def evaluate_logits(net: nn.Module, features: FeatureMatrix, rows: np.ndarray, *,
                     batch_size: int, device: torch.device) -> torch.Tensor:
@@ -83,14 +80,14 @@ def evaluate_logits(net: nn.Module, features: FeatureMatrix, rows: np.ndarray, *
 
 
 class Trainer:
-    """Fits a network as a CLAMS/JEM hybrid model (or VERA, HDGE, HDGE + JEM, or a plain
-    classifier; see ``gen.method``)."""
+    """Fits a network as a CLAMS/JEM hybrid model, or a plain classifier (``gen.enabled``
+    False), plus any extra ``objectives`` (see :mod:`pyclams.training.objectives`)."""
 
     def __init__(self, net: nn.Module, features: FeatureMatrix, y: np.ndarray, *,
                  train_idx: np.ndarray, val_idx: np.ndarray, n_classes: int,
                  train: TrainConfig, gen: GenerativeLossConfig, sgld: SGLDConfig,
                  device: torch.device, seed: int, feature_clip: float | None,
-                 verbose: bool = True):
+                 objectives: Sequence[Objective] = (), verbose: bool = True):
         self.net, self.features, self.y = net.to(device), features, np.asarray(y)
         self.train_idx, self.val_idx = train_idx, val_idx
         self.n_classes = n_classes
@@ -103,7 +100,7 @@ class Trainer:
         #: SGLD step size (resolved from the base measure when the config says None)
         self.step_size = resolve_step_size(net, sgld.step_size)
         self.buffer: ReplayBuffer | None = None
-        if gen.uses_sgld:
+        if gen.enabled:
             by_class = {c: train_idx[self.y[train_idx] == c] for c in range(n_classes)}
 
             def draw_real(c: int, n: int) -> torch.Tensor:
@@ -114,9 +111,12 @@ class Trainer:
                                  mode=sgld.buffer_classes, rng=self.rng)
             self.buffer = ReplayBuffer(draw_real, slots, init_noise=sgld.init_noise,
                                        rng=self.rng, device=device)
-        self.vera = VERA(features.n_features, gen, device=device, generator=self.torch_gen) \
-            if gen.uses_vera else None
-        self.hdge = HDGETerm(n_classes, gen, device=device) if gen.uses_hdge else None
+        self.objectives = list(objectives)
+        ctx = TrainingContext(features.n_features, n_classes, device, self.rng, self.torch_gen)
+        for obj in self.objectives:
+            if hasattr(obj, "setup"):
+                obj.setup(ctx)
+        self._input_grad = any(getattr(o, "needs_input_grad", False) for o in self.objectives)
 
     # ------------------------------------------------------------------ one step
     def _fake_cells(self, n: int) -> torch.Tensor:
@@ -129,25 +129,21 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> dict:
         self.net.train()
-        if self.vera is not None and self.gen.vera_grad_penalty > 0:
-            x.requires_grad_(True)  # VERA's gradient penalty on the real cells
+        if self._input_grad:
+            x.requires_grad_(True)  # e.g. a gradient penalty on the real cells
         logits = self.net(x)
         ce = F.cross_entropy(logits, y)
         loss, stats = ce, {"ce": ce.item(),
                            "acc": (logits.argmax(1) == y).float().mean().item()}
-        if self.hdge is not None:
-            term, hstats = self.hdge(logits, y)
+        for obj in self.objectives:
+            term, ostats = obj.loss(self.net, x, y, logits)
             loss = loss + term
-            stats.update(hstats)
+            stats.update(ostats)
             self._check_energies(stats)
-        fakes = None
-        if self.gen.uses_sgld:
+        if self.gen.enabled:
             reg = self._sgld_term(x, logits, stats)
             if reg is not None:
                 loss = loss + reg
-        elif self.vera is not None:
-            fakes = self.vera.sample(x.shape[0])
-            loss = loss + self._vera_term(x, logits, fakes[0], stats)
         if not math.isfinite(loss.item()):
             raise Diverged("non-finite loss")
         if loss.item() > self.cfg.max_loss:
@@ -155,10 +151,9 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if fakes is not None:
-            stats.update(self.vera.generator_step(self.net, *fakes))
-            if not math.isfinite(stats["vera_loss"]):
-                raise Diverged("VERA generator diverged (non-finite loss)")
+        for obj in self.objectives:
+            if hasattr(obj, "after_step"):
+                stats.update(obj.after_step(self.net))
         return stats
 
     def _sgld_term(self, x: torch.Tensor, logits: torch.Tensor, stats: dict
@@ -184,20 +179,6 @@ class Trainer:
             stats["energy_penalty"] = penalty.item()
             reg = reg + self.gen.energy_reg * penalty
         return reg
-
-    def _vera_term(self, x: torch.Tensor, logits: torch.Tensor, x_fake: torch.Tensor,
-                   stats: dict) -> torch.Tensor:
-        """VERA: ``weight * (regularised L_g + gamma/2 ||grad_x LSE(x_real)||^2)`` on the
-        generator's (detached) fakes."""
-        lse_real, lse_fake, lg, gp = self.vera.ebm_terms(self.net, x, logits, x_fake)
-        reg, passed = regularise(lg, self.gen, draw=float(self.rng.random()))
-        stats.update(gen_loss=lg.item(), gen_passed=float(passed),
-                     lse_real=lse_real.mean().item(), lse_fake=lse_fake.mean().item())
-        self._check_energies(stats)
-        if gp is None:
-            return reg
-        stats["grad_penalty"] = gp.item()
-        return reg + self.gen.weight * self.gen.vera_grad_penalty * gp
 
     def _check_energies(self, stats: dict) -> None:
         """Divergence guard on the mean LSE of real (and fake) cells."""
@@ -289,7 +270,7 @@ class Trainer:
 
 def _mean_stats(steps: list[dict]) -> dict:
     keys = ["ce", "acc", "gen_loss", "gen_passed", "lse_real", "lse_fake"]
-    # method-specific statistics (VERA, HDGE) only when some step reported them
+    # the objectives' statistics only when some step reported them
     keys += [k for k in dict.fromkeys(k for s in steps for k in s) if k not in keys]
     out = {}
     for k in keys:

@@ -1,6 +1,6 @@
 """Baseline annotation methods of the benchmark, one module per method family.
 
-Importing this package registers every baseline in :mod:`pyclams.benchmark.registry`; the
+Importing this package registers every baseline in :mod:`clams_benchmark.registry`; the
 method's own dependencies are imported only when it runs.
 
 ========== ============ ==================================================================
@@ -16,7 +16,7 @@ scpred     bio tool     scPred SVM on reference PCs (rpy2; GitHub-only package)
 ========== ============ ==================================================================
 
 Every ``fit_predict(ref, query, *, labels_key, seed=0, **options)`` returns the frame described
-in :mod:`pyclams.benchmark.baselines._common`.
+in :mod:`clams_benchmark.baselines._common`.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ...data.checks import is_raw_counts
-from ...data.preprocess import log_normalise
+from pyclams.data.checks import is_raw_counts
+from pyclams.data.preprocess import log_normalise
 
 __all__ = ["UNKNOWN", "COLUMNS", "is_raw_counts", "log_normalized", "counts_matrix",
            "stripped", "ref_labels", "prediction_frame", "validate_predictions", "quiet_logger"]

@@ -28,7 +28,7 @@ from ._rnames import r_safe_names
 __all__ = ["fit_predict", "SCPRED_INSTALL"]
 
 _HINT = 'install it in R with remotes::install_github("powellgenomicslab/scPred") (brings R harmony)'
-#: the reason :func:`pyclams.benchmark.registry.available` gives when scPred is missing
+#: the reason :func:`clams_benchmark.registry.available` gives when scPred is missing
 SCPRED_INSTALL = f"scPred is not installed; {_HINT}"
 
 _CODE = r"""
