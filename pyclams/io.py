@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from ._files import umask_mode
@@ -90,12 +91,14 @@ def strict_json(value: Any) -> Any:
 
 
 def write_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, np.ndarray], *,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, names: dict[str, list[str]] | None = None) -> Path:
     """Write ``tensors`` and ``config`` as the model directory ``path``.
 
     The directory is built under a temporary name beside ``path`` and renamed into place when
     complete: an error (a full disk, a kill) leaves any previous model at ``path`` intact.
-    Files get the user's umask (like any file the user creates).
+    Files get the user's umask (like any file the user creates). ``names`` (e.g. the classes
+    and genes in the network's order) are also stored in the checksummed weights file, so that
+    a reordered ``config.json`` is caught at load.
     """
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -111,7 +114,8 @@ def write_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, np
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-        save_file(arrays, str(tmp / WEIGHTS_FILE))
+        meta = {k: json.dumps(list(v)) for k, v in (names or {}).items()}
+        save_file(arrays, str(tmp / WEIGHTS_FILE), metadata=meta or None)
         cfg = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **config,
                "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
         (tmp / CONFIG_FILE).write_text(json.dumps(strict_json(cfg), indent=1, allow_nan=False))
@@ -163,8 +167,13 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]
             "or only partly copied")
     try:
         tensors = load_file(str(w_path))
+        with safe_open(str(w_path), framework="np") as fh:
+            meta = fh.metadata() or {}
     except Exception as err:  # safetensors raises its own error types
         raise ModelFormatError(f"{w_path} cannot be read as safetensors: {err}") from None
+    for key, value in meta.items():
+        if key.startswith("names."):
+            tensors[key] = np.asarray(json.loads(value), dtype=object)
     return cfg, tensors
 
 
@@ -197,8 +206,10 @@ def model_tensors(model: Any) -> dict[str, np.ndarray]:
 
 def save_model(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write a fitted model to the directory ``path``."""
+    names = {"names.classes": list(model.classes),
+             "names.genes": list(model.space.preprocessor.genes)}
     return write_model_dir(path, model_config(model), model_tensors(model),
-                           overwrite=overwrite)
+                           overwrite=overwrite, names=names)
 
 
 def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.ndarray]
@@ -221,6 +232,8 @@ def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.
     genes = cfg["preprocess"].get("genes") or []
     if len(set(genes)) != len(genes):
         raise ModelFormatError(f"{where}: gene names are not unique")
+    _check_order(where, "classes", classes, tensors.get("names.classes"))
+    _check_order(where, "genes", genes, tensors.get("names.genes"))
     for key in ("preprocess.mean", "preprocess.sd"):
         if key not in tensors or tensors[key].shape != (len(genes),):
             raise ModelFormatError(f"{where}: {len(genes)} genes but {key} does not have one "
@@ -237,6 +250,21 @@ def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.
         raise ModelFormatError(f"{where}: calibration classes out of range")
 
 
+def _check_order(where: Path, what: str, names: list[str], stored: np.ndarray | None) -> None:
+    """``names`` (from config.json) against the order stored with the weights: the same names
+    in another order would silently swap labels or genes. Renaming (other names, same count)
+    is a legitimate edit."""
+    if stored is None:  # written before pyclams 0.1.0 stored names with the weights
+        return
+    stored = [str(v) for v in stored]
+    if len(stored) != len(names):
+        raise ModelFormatError(f"{where}: {len(names)} {what} but the weights were trained "
+                               f"with {len(stored)}")
+    if names != stored and sorted(names) == sorted(stored):
+        raise ModelFormatError(f"{where}: the {what} are in another order than the weights "
+                               "were trained with; restore the original order")
+
+
 def load_model(cls: type, path: str | os.PathLike, *, device: torch.device) -> Any:
     """A ``cls`` (:class:`~pyclams.CLAMS`) from the model directory ``path``."""
     cfg, t = read_model_dir(path)
@@ -251,6 +279,7 @@ def load_model(cls: type, path: str | os.PathLike, *, device: torch.device) -> A
         model.preset = str(cfg["preset"])
         model.net = network_from_config(cfg["network"])
         state = {k[4:]: torch.from_numpy(v.copy()) for k, v in t.items() if k.startswith("net.")}
+        t = {k: v for k, v in t.items() if not k.startswith("names.")}
         model.net.load_state_dict(state, strict=True)
         model.space = space_from_config(cfg["preprocess"], cfg.get("integration"), t)
         model.classes = [c["name"] for c in cfg["classes"]]

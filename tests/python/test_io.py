@@ -60,3 +60,81 @@ def test_tampered_incomplete_and_newer_directories(trained_model, tmp_path):
     with pytest.raises(ModelFormatError, match="not a model directory"):
         load(tmp_path / "nothing")
     assert np.isfinite(trained_model.temperature)
+
+
+def _edit_config(d, edit):
+    cfg = json.loads((d / "config.json").read_text())
+    edit(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["classes"].reverse(), "classes are in another order"),
+    (lambda c: c["preprocess"]["genes"].reverse(), "genes are in another order"),
+    (lambda c: c["classes"].pop(), "network has 3 outputs"),
+    (lambda c: c["preprocess"]["genes"].pop(), "99 genes but the weights"),
+    (lambda c: c["calibration"].update(temperature=0), "temperature must be a positive"),
+    (lambda c: c["calibration"].update(temperature=None), "temperature must be a positive"),
+    (lambda c: c["classes"].__setitem__(1, dict(c["classes"][0])), "not unique"),
+    (lambda c: c.update(format_version="1"), "format_version must be an integer"),
+])
+def test_inconsistent_config_is_caught_at_load(trained_model, tmp_path, edit, match):
+    d = tmp_path / "m"
+    trained_model.save(d)
+    _edit_config(d, edit)
+    with pytest.raises(ModelFormatError, match=match):
+        load(d, device="cpu")
+
+
+def test_renaming_a_class_in_config_is_a_legitimate_edit(trained_model, query, tmp_path):
+    d = tmp_path / "m"
+    trained_model.save(d)
+    _edit_config(d, lambda c: c["classes"][0].update(name="renamed"))
+    m = load(d, device="cpu")
+    assert m.classes[0] == "renamed" and m.classes[1:] == trained_model.classes[1:]
+    df = m.predict(query)
+    assert set(df["label_raw"]) <= set(m.classes)
+
+
+def test_config_is_strict_json_and_files_follow_the_umask(trained_model, tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        trained_model.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    text = (tmp_path / "m" / "config.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    for f in ("config.json", "model.safetensors"):
+        assert oct(os.stat(tmp_path / "m" / f).st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary left behind
+
+
+def test_a_failed_save_keeps_the_previous_model(trained_model, tmp_path, monkeypatch):
+    import pyclams.io as io
+    d = tmp_path / "m"
+    trained_model.save(d)
+    before = {f.name: f.read_bytes() for f in d.iterdir()}
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(io, "save_file", disk_full)
+    with pytest.raises(OSError):
+        trained_model.save(d, overwrite=True)
+    assert {f.name: f.read_bytes() for f in d.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_a_model_written_before_the_reorganisation_loads_and_predicts_the_same():
+    from pathlib import Path
+
+    from .conftest import make_counts
+    files = Path(__file__).parent / "files"
+    m = load(files / "model_format1", device="cpu")
+    assert m.model_id == "eb582a9aa663fe06"
+    old = pd.read_csv(files / "model_format1_predictions.csv", index_col=0)
+    new = m.predict(make_counts(10, n_classes=4, seed=1, prefix="q"))
+    assert new["label"].astype(str).tolist() == old["label"].tolist()
+    assert new["is_ood"].tolist() == old["is_ood"].tolist()
+    for col in ("confidence", "log_px", "ood_pvalue"):
+        np.testing.assert_allclose(new[col], old[col], rtol=1e-5)
