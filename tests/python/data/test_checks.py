@@ -9,7 +9,7 @@ from pyclams.data.checks import detect_input_kind
 from pyclams.data.genes import align_genes
 from pyclams.errors import PyClamsInputError
 
-from .conftest import FAST, FAST_SGLD, assert_unchanged, make_counts, snapshot
+from ..conftest import FAST, FAST_SGLD, assert_unchanged, make_counts, snapshot
 
 
 def _fit(adata, **kw):
