@@ -1,194 +1,40 @@
 # clams_model objects: a model directory (model.safetensors + config.json, the format of the
 # Python package) plus its parsed metadata; the Python model is loaded on demand and cached.
 
-#' Train a CLAMS model on a labelled reference
-#'
-#' Trains the energy-based classifier of pyclams on the cells of `object` and saves it as a
-#' model directory (`model.safetensors` + `config.json`, the format of the Python package: a
-#' model trained here works in Python and vice versa).
-#'
-#' @param object A Seurat object, a SingleCellExperiment or a genes x cells matrix (sparse
-#'   `dgCMatrix` preferred) of raw counts or log-normalised values.
-#' @param labels.by Cell types: a column of the meta data (`colData` for a
-#'   SingleCellExperiment), or `"ident"` for a Seurat object's identities; for a matrix, a
-#'   vector with one label per cell. Cells with `NA` labels are left out.
-#' @param assay Seurat assay (default: the default assay).
-#' @param layer Layer (Seurat v5) or slot (v4) with the data: `"counts"` (raw counts; the
-#'   default) or `"data"` (log-normalised values). For a SingleCellExperiment `"counts"` and
-#'   `"data"` mean the assays `counts` and `logcounts`; any other name is used as is.
-#' @param batch.by Optional meta data column with batches (batch-aware gene selection).
-#' @param path Directory to write the model to (default: a new temporary directory; use
-#'   [SaveCLAMS()] to keep it).
-#' @param overwrite Replace a model already in `path`.
-#' @param device `"auto"` (a CUDA GPU when torch sees one), `"cpu"` or `"cuda"`.
-#' @param seed Seed of the split, initialisation and sampler (a CPU run is repeatable).
-#' @param verbose Show progress.
-#' @param .options Training settings from [clams_options()].
-#' @param ... Not used.
-#' @return A `clams_model`: a list with `path`, `config` (the parsed `config.json`),
-#'   `classes`, `class.counts`, `genes`, `model.id`, `preset` and `pyclams.version`.
-#' @seealso [RunCLAMS()], [LoadCLAMS()], [SaveCLAMS()], [clams_options()]
-#' @examples
-#' \dontrun{
-#' ref <- subset(SeuratObject::pbmc_small, idents = c("0", "1"))
-#' model <- TrainCLAMS(ref, labels.by = "RNA_snn_res.1")
-#' model
-#' SaveCLAMS(model, "pbmc_small_model")
-#' }
-#' @export
-TrainCLAMS <- function(object, labels.by, ...) {
-  UseMethod("TrainCLAMS")
-}
-
-#' @rdname TrainCLAMS
-#' @export
-TrainCLAMS.Seurat <- function(object, labels.by, assay = NULL, layer = "counts",
-                              batch.by = NULL, path = NULL, overwrite = FALSE,
-                              device = "auto", seed = 0, verbose = TRUE,
-                              .options = clams_options(), ...) {
-  .check_dots(...)
-  labels <- .seurat_column(object, labels.by, "labels.by")
-  batches <- if (!is.null(batch.by)) .seurat_column(object, batch.by, "batch.by")
-  m <- .seurat_matrix(object, assay, layer)
-  .train(m, labels, batches, layer = layer, path = path, overwrite = overwrite,
-         device = device, seed = seed, verbose = verbose, .options = .options)
-}
-
-#' @rdname TrainCLAMS
-#' @export
-TrainCLAMS.SingleCellExperiment <- function(object, labels.by, layer = "counts",
-                                            batch.by = NULL, path = NULL, overwrite = FALSE,
-                                            device = "auto", seed = 0, verbose = TRUE,
-                                            .options = clams_options(), ...) {
-  .check_dots(...)
-  labels <- .coldata_column(object, labels.by, "labels.by")
-  batches <- if (!is.null(batch.by)) .coldata_column(object, batch.by, "batch.by")
-  m <- .sce_matrix(object, layer)
-  .train(m, labels, batches, layer = layer, path = path, overwrite = overwrite,
-         device = device, seed = seed, verbose = verbose, .options = .options)
-}
-
-#' @rdname TrainCLAMS
-#' @export
-TrainCLAMS.default <- function(object, labels.by, layer = "counts", batch.by = NULL,
-                               path = NULL, overwrite = FALSE, device = "auto", seed = 0,
-                               verbose = TRUE, .options = clams_options(), ...) {
-  .check_dots(...)
-  if (!is.matrix(object) && !methods::is(object, "Matrix")) {
-    cli::cli_abort("{.fn TrainCLAMS} takes a Seurat object, a SingleCellExperiment or a genes x cells matrix, not {.cls {class(object)}}.",
-                   class = "pyclams_input_error", call = NULL)
-  }
-  if (missing(labels.by) || is.null(labels.by) || length(labels.by) != ncol(object)) {
-    cli::cli_abort("For a matrix, {.arg labels.by} must be a vector with one label per cell (column): {ncol(object)} values.",
-                   class = "pyclams_input_error", call = NULL)
-  }
-  if (!is.null(batch.by) && length(batch.by) != ncol(object)) {
-    cli::cli_abort("For a matrix, {.arg batch.by} must have one value per cell.",
-                   class = "pyclams_input_error", call = NULL)
-  }
-  .train(object, labels.by, batch.by, layer = layer, path = path, overwrite = overwrite,
-         device = device, seed = seed, verbose = verbose, .options = .options)
-}
-
-.check_dots <- function(...) {
-  if (...length()) {
-    nm <- names(list(...))
-    nm <- if (is.null(nm)) rep("", ...length()) else nm
-    nm[!nzchar(nm)] <- "<unnamed>"
-    cli::cli_abort("Unknown {qty(length(nm))}argument{?s} {.arg {nm}}.", class = "pyclams_input_error",
-                   call = NULL)
-  }
-}
-
-.seurat_column <- function(object, column, what) {
-  if (is.null(column) || (is.character(column) && length(column) == 1L && !nzchar(column))) {
-    cli::cli_abort(c("{.arg {what}} is required: name a column of the reference's meta.data or {.val ident}.",
-                     i = "Columns: {.val {colnames(object[[]])}}."),
-                   class = "pyclams_input_error", call = NULL)
-  }
-  .check_string(column, what)
-  if (identical(column, "ident")) return(as.character(SeuratObject::Idents(object)))
-  meta <- object[[]]
-  if (!column %in% colnames(meta)) {
-    cli::cli_abort(c("{.arg {what}} = {.val {column}} is not a column of the meta.data.",
-                     i = "Columns: {.val {colnames(meta)}} (or {.val ident})."),
-                   class = "pyclams_input_error", call = NULL)
-  }
-  v <- meta[[column]]
-  out <- as.character(v)
-  names(out) <- rownames(meta)
-  out[colnames(object)]
-}
-
-.coldata_column <- function(object, column, what) {
-  .need("SummarizedExperiment")
-  cd <- SummarizedExperiment::colData(object)
-  if (is.null(column)) {
-    cli::cli_abort(c("{.arg {what}} is required: name a column of colData.",
-                     i = "Columns: {.val {colnames(cd)}}."),
-                   class = "pyclams_input_error", call = NULL)
-  }
-  .check_string(column, what)
-  if (!column %in% colnames(cd)) {
-    cli::cli_abort(c("{.arg {what}} = {.val {column}} is not a column of colData.",
-                     i = "Columns: {.val {colnames(cd)}}."),
-                   class = "pyclams_input_error", call = NULL)
-  }
-  as.character(cd[[column]])
-}
-
-.train <- function(m, labels, batches, layer, path, overwrite, device, seed, verbose,
-                   .options) {
-  .check_flag(overwrite, "overwrite")
-  .check_flag(verbose, "verbose")
-  .check_whole(seed, "seed", min = 0)
-  .check_string(device, "device")
-  opts <- .options_to_py(.options)
-  path <- path %||% tempfile("clams_model_")
-  .check_string(path, "path")
-  path <- normalizePath(path, winslash = "/", mustWork = FALSE)
-  obs <- list(labels = labels)
-  if (!is.null(batches)) obs$batch <- batches
-  adata <- .to_anndata(m, obs)
-  if (verbose) {
-    cli::cli_inform("Training CLAMS ({opts$preset}) on {sum(!is.na(labels))} cells, {length(unique(stats_na_omit(labels)))} labels.")
-  }
-  py <- .clams_py()
-  fitted <- .py_try(py$bridge$fit_for_r(
-    adata, labels_key = "labels", options = opts, path = path,
-    is_log = .is_log(layer), batch_key = if (!is.null(batches)) "batch",
-    seed = as.integer(seed), device = device, verbose = verbose, overwrite = overwrite),
-    what = "Training failed.")
-  .new_clams_model(path, py_model = fitted, device = device)
-}
-
-stats_na_omit <- function(x) x[!is.na(x)]
-
-.is_log <- function(layer) {
-  if (identical(layer, "data") || identical(layer, "logcounts")) TRUE else NULL
-}
-
-# ---------------------------------------------------------------------------- clams_model
+# ---------------------------------------------------------------------------- config.json
+# The one reader of a model's config.json (its schema: the docstring of pyclams/io.py). Python
+# writes strict JSON; files written before it may hold NaN / Infinity, read as null. Checks
+# the fields R uses: format, classes (name, n_cells), preprocess$genes, model_id, preset and
+# pyclams_version.
 .read_config <- function(path) {
   file <- file.path(path, "config.json")
   if (!file.exists(file)) {
-    cli::cli_abort("{.path {path}} is not a pyclams model directory ({.file config.json} is missing).",
-                   class = "pyclams_input_error", call = NULL)
+    .input_error("{.path {path}} is not a pyclams model directory ({.file config.json} is missing).")
   }
   txt <- paste(readLines(file, warn = FALSE, encoding = "UTF-8"), collapse = "\n")
-  # Python writes NaN / Infinity (not JSON): make them null outside of strings
   strings <- gregexpr('"(?:[^"\\\\]|\\\\.)*"', txt, perl = TRUE)
   rest <- regmatches(txt, strings, invert = TRUE)[[1]]
-  rest <- gsub("-?Infinity|NaN", "null", rest, perl = TRUE)
-  regmatches(txt, strings, invert = TRUE) <- list(rest)
+  if (any(grepl("NaN|Infinity", rest))) {   # an older file: non-finite numbers outside strings
+    regmatches(txt, strings, invert = TRUE) <- list(gsub("-?Infinity|NaN", "null", rest))
+  }
   cfg <- tryCatch(jsonlite::fromJSON(txt, simplifyVector = TRUE, simplifyDataFrame = TRUE),
                   error = function(e) {
-                    cli::cli_abort("{.file {file}} is not valid JSON: {conditionMessage(e)}",
-                                   class = "pyclams_input_error", call = NULL)
+                    .input_error("{.file {file}} is not valid JSON: {conditionMessage(e)}")
                   })
-  if (!identical(cfg$format, "pyclams-model")) {
-    cli::cli_abort("{.file {file}} is not a pyclams model configuration.",
-                   class = "pyclams_input_error", call = NULL)
+  if (!is.list(cfg) || !identical(cfg$format, "pyclams-model")) {
+    .input_error("{.file {file}} is not a pyclams model configuration.")
+  }
+  classes <- cfg$classes
+  bad <- c(
+    classes = !is.data.frame(classes) || !all(c("name", "n_cells") %in% names(classes)) ||
+      !nrow(classes),
+    `preprocess$genes` = !is.character(cfg$preprocess$genes) || !length(cfg$preprocess$genes),
+    model_id = !is.character(cfg$model_id) || length(cfg$model_id) != 1L,
+    preset = !is.character(cfg$preset) || length(cfg$preset) != 1L,
+    pyclams_version = !is.character(cfg$pyclams_version) || length(cfg$pyclams_version) != 1L)
+  if (any(bad)) {
+    missing <- names(bad)[bad]
+    .input_error("{.file {file}} has no valid {qty(length(missing))}field{?s} {.field {missing}}.")
   }
   cfg
 }
@@ -205,7 +51,7 @@ stats_na_omit <- function(x) x[!is.na(x)]
   }
   structure(list(path = path, config = cfg, classes = as.character(classes$name),
                  class.counts = counts, genes = as.character(cfg$preprocess$genes),
-                 model.id = cfg$model_id %||% NA_character_, preset = cfg$preset,
+                 model.id = cfg$model_id, preset = cfg$preset,
                  pyclams.version = cfg$pyclams_version, .cache = cache),
             class = "clams_model")
 }
@@ -218,8 +64,7 @@ stats_na_omit <- function(x) x[!is.na(x)]
     !reticulate::py_is_null_xptr(cache$py)
   if (!ok) {
     if (!dir.exists(model$path)) {
-      cli::cli_abort("The model directory {.path {model$path}} no longer exists.",
-                     class = "pyclams_input_error", call = NULL)
+      .input_error("The model directory {.path {model$path}} no longer exists.")
     }
     py <- .clams_py()
     cache$py <- .py_try(py$pyclams$CLAMS$load(model$path, device = device),
@@ -254,8 +99,7 @@ LoadCLAMS <- function(path, device = "auto") {
   .check_string(path, "path")
   .check_string(device, "device")
   if (!dir.exists(path)) {
-    cli::cli_abort("{.path {path}} is not a directory: a model is a directory with {.file model.safetensors} and {.file config.json}.",
-                   class = "pyclams_input_error", call = NULL)
+    .input_error("{.path {path}} is not a directory: a model is a directory with {.file model.safetensors} and {.file config.json}.")
   }
   model <- .new_clams_model(path)
   .py_model(model, device)
@@ -266,28 +110,24 @@ LoadCLAMS <- function(path, device = "auto") {
 #' @export
 SaveCLAMS <- function(model, path, overwrite = FALSE) {
   if (!inherits(model, "clams_model")) {
-    cli::cli_abort("{.arg model} must be a {.cls clams_model}, not {.cls {class(model)}}.",
-                   class = "pyclams_input_error", call = NULL)
+    .input_error("{.arg model} must be a {.cls clams_model}, not {.cls {class(model)}}.")
   }
   .check_string(path, "path")
   .check_flag(overwrite, "overwrite")
   dest <- normalizePath(path, winslash = "/", mustWork = FALSE)
   if (identical(dest, model$path)) return(invisible(model))
   if (file.exists(dest) && !dir.exists(dest)) {
-    cli::cli_abort("{.path {path}} exists and is not a directory.",
-                   class = "pyclams_input_error", call = NULL)
+    .input_error("{.path {path}} exists and is not a directory.")
   }
   if (file.exists(file.path(dest, "config.json")) && !overwrite) {
-    cli::cli_abort("{.path {path}} already holds a model; pass {.code overwrite = TRUE} to replace it.",
-                   class = "pyclams_input_error", call = NULL)
+    .input_error("{.path {path}} already holds a model; pass {.code overwrite = TRUE} to replace it.")
   }
   dir.create(dest, recursive = TRUE, showWarnings = FALSE)
   files <- c("model.safetensors", "config.json")  # weights first, config last (as Python)
   for (f in files) {
     src <- file.path(model$path, f)
     if (!file.exists(src)) {
-      cli::cli_abort("{.path {model$path}} is incomplete: {.file {f}} is missing.",
-                     class = "pyclams_input_error", call = NULL)
+      .input_error("{.path {model$path}} is incomplete: {.file {f}} is missing.")
     }
     if (!file.copy(src, file.path(dest, f), overwrite = TRUE, copy.date = TRUE) ||
         !identical(unname(tools::md5sum(src)), unname(tools::md5sum(file.path(dest, f))))) {
@@ -326,7 +166,7 @@ print.clams_model <- function(x, ...) {
       ", temperature ", num(cfg$calibration$temperature),
       if (isTRUE(m$diverged)) ", DIVERGED" else "", "\n", sep = "")
   n_cal <- cfg$calibration$n_scores %||% NA
-  fdr <- formals(RunCLAMS.Seurat)$ood.fdr
+  fdr <- formals(.ood_options)$fdr
   cat("  OOD:    conformal p-values of log p(x) against ", n_cal,
       " held-out reference cells; Benjamini-Hochberg at FDR ", fdr,
       " by default (RunCLAMS(ood.fdr = ))\n", sep = "")

@@ -53,19 +53,17 @@ clams_options <- function(preset = "clams", n.top.genes = 2000, max.epochs = NUL
   if (length(extra)) {
     nm <- names(extra)
     if (is.null(nm) || any(!nzchar(nm))) {
-      cli::cli_abort("Extra options must be named: one of {.arg {groups}}.", call = NULL)
+      .input_error("Extra options must be named: one of {.arg {groups}}.")
     }
     bad <- setdiff(nm, groups)
     if (length(bad)) {
-      cli::cli_abort(c("Unknown {qty(length(bad))}option{?s} {.arg {bad}}.",
-                       i = "Named options are those of {.fn clams_options}; expert settings go in the lists {.arg {groups}}."),
-                     call = NULL)
+      .input_error(c("Unknown {qty(length(bad))}option{?s} {.arg {bad}}.",
+                     i = "Named options are those of {.fn clams_options}; expert settings go in the lists {.arg {groups}}."))
     }
     for (g in nm) {
       v <- extra[[g]]
       if (!is.list(v) || (length(v) && (is.null(names(v)) || any(!nzchar(names(v)))))) {
-        cli::cli_abort("{.arg {g}} must be a named list of settings, e.g. {.code {g} = list(...)}.",
-                       call = NULL)
+        .input_error("{.arg {g}} must be a named list of settings, e.g. {.code {g} = list(...)}.")
       }
       names(v) <- gsub(".", "_", names(v), fixed = TRUE)
       extra[[g]] <- v
@@ -104,8 +102,7 @@ print.clams_options <- function(x, ...) {
 .options_to_py <- function(opts) {
   if (is.null(opts)) opts <- clams_options()
   if (!inherits(opts, "clams_options")) {
-    cli::cli_abort("{.arg .options} must come from {.fn clams_options}, not {.cls {class(opts)}}.",
-                   call = NULL)
+    .input_error("{.arg .options} must come from {.fn clams_options}, not {.cls {class(opts)}}.")
   }
   # named R lists become dicts; an empty list becomes [] and means "defaults" in Python
   list(preset = opts$preset, n_top_genes = as.integer(opts$n.top.genes),
@@ -113,53 +110,39 @@ print.clams_options <- function(x, ...) {
        generative = opts$generative)
 }
 
-# ---------------------------------------------------------------------------- checks
-.check_whole <- function(x, name, min = -Inf) {
-  if (is.null(x)) return(invisible())
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x != round(x) ||
-      x < min) {
-    cli::cli_abort("{.arg {name}} must be a whole number >= {min}, not {.val {format(x)}}.",
-                   class = "pyclams_input_error", call = NULL)
-  }
-  invisible()
+# ---------------------------------------------------------------------------- OOD settings
+# The settings of the OOD ("unknown") call, checked once; Python receives them as the dict of
+# pyclams.ood.options.OODOptions (method, fdr, calibration, min_confidence).
+.ood_options <- function(fdr = 0.05, method = "conformal", calibration = "class",
+                         min.confidence = 0.5) {
+  .check_number(fdr, "ood.fdr", lower = 0, upper = 1, lower.open = TRUE, upper.open = TRUE)
+  .check_choice(method, "ood.method", c("conformal", "max_prob"))
+  .check_choice(calibration, "calibration", c("class", "pooled"))
+  .check_number(min.confidence, "min.confidence", lower = 0, upper = 1)
+  structure(list(method = method, fdr = fdr, calibration = calibration,
+                 min_confidence = min.confidence),
+            class = "clams_ood_options")
 }
 
-.check_number <- function(x, name, lower = -Inf, upper = Inf, lower.open = FALSE,
-                          upper.open = FALSE) {
-  if (is.null(x)) return(invisible())
-  ok <- is.numeric(x) && length(x) == 1L && !is.na(x) && is.finite(x) &&
-    (if (lower.open) x > lower else x >= lower) && (if (upper.open) x < upper else x <= upper)
-  if (!ok) {
-    range <- sprintf("%s%s, %s%s", if (lower.open) "(" else "[", lower, upper,
-                     if (upper.open) ")" else "]")
-    cli::cli_abort("{.arg {name}} must be a number in {range}, not {.val {format(x)}}.",
-                   class = "pyclams_input_error", call = NULL)
-  }
-  invisible()
-}
-
-.check_choice <- function(x, name, choices) {
-  if (is.null(x)) return(invisible())
-  if (!is.character(x) || length(x) != 1L || is.na(x) || !x %in% choices) {
-    cli::cli_abort("{.arg {name}} must be one of {.val {choices}}, not {.val {format(x)}}.",
-                   class = "pyclams_input_error", call = NULL)
-  }
-  invisible()
-}
-
-.check_flag <- function(x, name) {
-  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
-    cli::cli_abort("{.arg {name}} must be TRUE or FALSE.", class = "pyclams_input_error",
-                   call = NULL)
-  }
-  invisible()
-}
-
-.check_string <- function(x, name, null.ok = FALSE) {
-  if (is.null(x) && null.ok) return(invisible())
-  if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x)) {
-    cli::cli_abort("{.arg {name}} must be a single non-empty string.",
-                   class = "pyclams_input_error", call = NULL)
-  }
-  invisible()
+# Everything of a RunCLAMS call but the model, checked once: the query's layer and assay, the
+# OOD settings (`ood.fdr` and, in `...`, `ood.method`, `calibration`, `min.confidence`), the
+# share of the model's genes the query must have (`min.gene.overlap`), device and seed.
+# Also called from Python (pyclams.r_bridge.annotate_rds) to record a run the same way.
+.run_settings <- function(layer = "counts", ood.fdr = 0.05, device = "auto", seed = 0,
+                          verbose = TRUE, assay = NULL, ...) {
+  extra <- .known_dots(..., known = c("ood.method", "calibration", "min.confidence",
+                                      "min.gene.overlap"))
+  .check_string(layer, "layer")
+  .check_string(assay, "assay", null.ok = TRUE)
+  .check_string(device, "device")
+  .check_whole(seed, "seed", min = 0)
+  .check_flag(verbose, "verbose")
+  .check_number(extra$min.gene.overlap, "min.gene.overlap", lower = 0, upper = 1)
+  given <- list(fdr = ood.fdr, method = extra$ood.method, calibration = extra$calibration,
+                min.confidence = extra$min.confidence)
+  ood <- do.call(.ood_options, Filter(Negate(is.null), given))
+  structure(list(layer = layer, assay = assay, ood = ood,
+                 min.gene.overlap = extra$min.gene.overlap %||% 0.5, device = device,
+                 seed = seed, verbose = verbose),
+            class = "clams_run_settings")
 }

@@ -23,8 +23,6 @@
   ""
 }
 
-`%||%` <- function(x, y) if (is.null(x)) y else x
-
 #' Which Python pyclams uses
 #'
 #' The R package calls the Python package `pyclams` through \pkg{reticulate}. The Python
@@ -97,7 +95,8 @@ pyclams_available <- function() {
   }
 }
 
-# The imported Python modules (pyclams and pyclams.r_bridge), cached for the session.
+# The imported Python modules (pyclams, pyclams.r_bridge, pyclams.result), cached for the
+# session.
 .clams_py <- function() {
   if (!is.null(.state$py)) return(.state$py)
   choice <- pyclams_python()
@@ -147,8 +146,18 @@ pyclams_available <- function() {
                      i = "Fix: run {.code {fix}}, then restart R."),
                    class = "pyclams_python_error", call = NULL)
   }
-  .state$py <- list(pyclams = mod, bridge = bridge, python = python, version = py_version)
+  .state$py <- list(pyclams = mod, bridge = bridge, result = reticulate::import("pyclams.result"),
+                    python = python, version = py_version)
   .state$py
+}
+
+# The result schema, from Python (pyclams.result): the per-cell fields, in order (R's columns
+# are `<prefix>_<field>`, as Python's are `<key_added>_<field>`), and the label of cells
+# flagged OOD.
+.schema <- function() {
+  py <- .clams_py()
+  list(fields = as.character(unlist(py$result$RESULT_FIELDS)),
+       unknown = as.character(py$result$UNKNOWN))
 }
 
 # R links the system BLAS into the process with global symbols; torch's own (MKL) BLAS
@@ -189,6 +198,45 @@ pyclams_available <- function() {
     if (!is.null(what)) bullets <- c(what, bullets)
     cli::cli_abort(bullets, class = cls, call = call, parent = NA)
   })
+}
+
+# ---------------------------------------------------------------------------- data to Python
+# Any genes x cells matrix as a dgCMatrix (sparse input stays sparse; no dense copy of
+# sparse data is ever made).
+.as_dgc <- function(m) {
+  if (inherits(m, "dgCMatrix")) return(m)
+  if (is.data.frame(m)) m <- as.matrix(m)
+  out <- tryCatch({
+    if (!methods::is(m, "Matrix")) {
+      if (methods::is(m, "DelayedArray")) m <- methods::as(m, "dgCMatrix")
+      else m <- Matrix::Matrix(m, sparse = TRUE)
+    }
+    methods::as(methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix"), "dMatrix")
+  }, error = function(e) {
+    .input_error("Cannot use a {.cls {class(m)}} as an expression matrix: {conditionMessage(e)}")
+  })
+  if (!inherits(out, "dgCMatrix")) out <- methods::as(out, "dgCMatrix")
+  out
+}
+
+# A genes x cells matrix -> AnnData (cells x genes, CSR) in Python, through the three slots
+# of the dgCMatrix. `obs`: optional named list of per-cell vectors (NA -> None).
+.to_anndata <- function(m, obs = NULL) {
+  m <- .as_dgc(m)
+  .check_dimnames(m)
+  py <- .clams_py()
+  obs_py <- lapply(obs, function(v) {
+    v <- as.character(v)
+    out <- as.list(v)
+    out[is.na(v)] <- list(NULL)
+    out
+  })
+  .py_try(py$bridge$anndata_from_csc(
+    reticulate::np_array(m@x, dtype = "float64"),
+    reticulate::np_array(m@i, dtype = "int32"),
+    reticulate::np_array(m@p, dtype = "int64"),
+    nrow(m), ncol(m), as.list(rownames(m)), as.list(colnames(m)),
+    if (length(obs_py)) obs_py))
 }
 
 #' Install the Python side of pyclams

@@ -1,0 +1,4 @@
+library(testthat)
+library(pyclams)
+
+test_check("pyclams")
