@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pyclams.benchmark.protocols import load_protocol, write_protocol
+from clams_benchmark.protocols import load_protocol, write_protocol
 
 PYCLAMS = [sys.executable, "-m", "pyclams"]
 

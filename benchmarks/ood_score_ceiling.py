@@ -25,7 +25,7 @@ from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
-from pyclams.benchmark.protocols import load_protocol
+from clams_benchmark.protocols import load_protocol
 from pyclams.data.preprocess import Preprocessor
 from pyclams.metrics import auroc, ood_recall_at_id_rate
 from pyclams.nn.base_measure import ClassGaussianBase

@@ -28,9 +28,9 @@ import pandas as pd
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from pyclams.benchmark.ebm_methods import is_ebm_method  # noqa: E402
-from pyclams.benchmark.protocols import load_protocol  # noqa: E402
-from pyclams.benchmark.registry import names, run_method  # noqa: E402
+from clams_benchmark.ebm_methods import is_ebm_method  # noqa: E402
+from clams_benchmark.protocols import load_protocol  # noqa: E402
+from clams_benchmark.registry import names, run_method  # noqa: E402
 from pyclams.metrics import annotation_report  # noqa: E402
 
 ANCHORS = {  # earlier CPU runs, seed 0: (accuracy, OOD AUROC)

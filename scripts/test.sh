@@ -6,6 +6,7 @@ bash scripts/setup.sh
 # one torch thread: CPU training flushes denormal floats on the main thread only (worker
 # threads would crawl once the loss nears 0), and it keeps the timings predictable
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-.venv/bin/ruff check pyclams tests
-.venv/bin/python -m pytest tests/python -q
+.venv/bin/ruff check pyclams tests benchmarks
+# the package's tests, then the benchmark's (benchmarks/tests: not installed with pyclams)
+.venv/bin/python -m pytest tests/python benchmarks/tests -q
 if command -v R >/dev/null; then bash scripts/test_r.sh; fi

@@ -1,4 +1,7 @@
-"""Benchmarks on the shared protocols: data loading, methods, experiments and reports.
+"""The paper's benchmark on the shared protocols: data, methods, experiments and reports.
+
+Not part of the installed ``pyclams``: put ``benchmarks/`` on ``sys.path`` (``benchmarks/run.py``
+and the tests in ``benchmarks/tests`` do) to import it.
 
 ========================= ===============================================================
 module                    job
@@ -7,12 +10,13 @@ module                    job
 ``registry``              the method registry (``run_method`` never raises)
 ``baselines``             SVM-reject, CellTypist, kNN/ingest, scANVI, Seurat, SingleR, scPred
 ``ebm_methods``           CLAMS, JEM, ResNet, VERA, HDGE, HDGE+JEM and the ablation grid
+``vera`` / ``hdge``       VERA's generator and HDGE's contrastive term: trainer objectives
 ``scoring``               per-cell prediction table -> metrics
 ``cache`` / ``runner``    cached (experiment, protocol, method, seed) runs
 ``experiments``           annotation (Table 2), loco (Table 3), ablation (Tables 5/6)
 ``generation``            generated cells with a proportional / balanced buffer (Figs. 5/9)
 ``report`` / ``figures``  results.csv, README.md and figures of a results folder
-``harness``               ``run_benchmark``: everything above (``pyclams benchmark``)
+``harness`` / ``cli``     ``run_benchmark``: everything above; ``cli``: ``benchmarks/run.py``
 ``defaults``              the default settings, sized for one hour on a 2-core CPU
 ========================= ===============================================================
 """

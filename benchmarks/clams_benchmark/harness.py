@@ -1,4 +1,4 @@
-"""Run the selected benchmark experiments and write the results folder (``pyclams benchmark``).
+"""Run the selected benchmark experiments and write the results folder (``benchmarks/run.py``).
 
 Example::
 

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pyclams.benchmark import registry
-from pyclams.benchmark.baselines import UNKNOWN, is_raw_counts, log_normalized
-from pyclams.benchmark.baselines._common import validate_predictions
+from clams_benchmark import registry
+from clams_benchmark.baselines import UNKNOWN, is_raw_counts, log_normalized
+from clams_benchmark.baselines._common import validate_predictions
 from pyclams.metrics import accuracy, auroc
 
 LABELS_KEY = "cell_type"
@@ -123,7 +123,7 @@ def test_python_baseline(name: str, data) -> None:
 @pytest.mark.parametrize("name", list(R_METHODS))
 def test_r_baseline(name: str, data) -> None:
     pytest.importorskip("rpy2")
-    from pyclams.benchmark.baselines._r import r_available
+    from clams_benchmark.baselines._r import r_available
 
     if not r_available()[0]:
         pytest.skip(r_available()[1])
@@ -269,8 +269,8 @@ def test_registry_records_missing_r_package(data, temp_methods) -> None:
 @pytest.mark.r
 def test_scpred_detection() -> None:
     pytest.importorskip("rpy2")
-    from pyclams.benchmark.baselines._r import r_available, r_packages_missing
-    from pyclams.benchmark.baselines.scpred import SCPRED_INSTALL
+    from clams_benchmark.baselines._r import r_available, r_packages_missing
+    from clams_benchmark.baselines.scpred import SCPRED_INSTALL
 
     if not r_available()[0]:
         pytest.skip(r_available()[1])
@@ -284,12 +284,24 @@ def test_scpred_detection() -> None:
 
 
 @pytest.mark.r
-def test_r_error_is_readable() -> None:
+def test_r_error_is_readable(tmp_path) -> None:
     pytest.importorskip("rpy2")
-    from pyclams.benchmark.baselines._r import RCallError, r_available, r_call
+    from clams_benchmark.baselines._r import RCallError, r_available, r_call
 
     if not r_available()[0]:
         pytest.skip(r_available()[1])
+    script = tmp_path / "fail.R"
+    script.write_text('test_fail <- function() stop("deliberate R failure")\n')
     with pytest.raises(RCallError, match="deliberate R failure"):
-        r_call('.pyclams_test_fail <- function() stop("deliberate R failure")',
-               ".pyclams_test_fail")
+        r_call(script, "test_fail")
+
+
+def test_r_code_lives_in_r_files() -> None:
+    """The R baselines source ``baselines/R/*.R``; no R function is defined in a string."""
+    from clams_benchmark.baselines import _r
+
+    scripts = {p.name for p in _r.R_DIR.glob("*.R")}
+    assert {"common.R", "seurat.R", "singler.R", "scpred.R"} <= scripts
+    for module in ("seurat", "singler", "scpred", "_r"):
+        source = (_r.R_DIR.parent / f"{module}.py").read_text()
+        assert "<- function(" not in source, module

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import make_counts
 
-from pyclams.benchmark import protocols, registry
-from pyclams.benchmark.baselines import prediction_frame
-from pyclams.benchmark.ebm_methods import ABLATIONS, fit_predict_ebm, is_ebm_method
-from pyclams.benchmark.harness import run_benchmark
-from pyclams.benchmark.protocols import Protocol, loco_split
-from pyclams.benchmark.scoring import score_table
-from pyclams.cli import main
+from clams_benchmark import protocols, registry
+from clams_benchmark.baselines import prediction_frame
+from clams_benchmark.cli import main
+from clams_benchmark.ebm_methods import ABLATIONS, fit_predict_ebm, is_ebm_method
+from clams_benchmark.harness import run_benchmark
+from clams_benchmark.protocols import Protocol, loco_split
+from clams_benchmark.scoring import score_table
 
-from .conftest import make_counts
+RUN = Path(__file__).resolve().parents[1] / "run.py"
 
 TINY = "TINY"
 FAST_EBM = {"min_steps_per_epoch": 5, "min_epochs": 1}
@@ -163,9 +168,21 @@ def test_scoring_uses_best_class_and_counts_rejections():
     (["--seeds", "0"], "seeds must be at least 1"),
 ])
 def test_cli_rejects_bad_arguments_with_exit_2(tmp_path, capsys, extra, message):
-    code = main(["benchmark", "--data", str(tmp_path), "-o", str(tmp_path / "o"), "--quiet",
-                 *extra])
+    code = main(["--data", str(tmp_path), "-o", str(tmp_path / "o"), "--quiet", *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_run_script_and_package_hold_no_benchmark(tmp_path):
+    """``python benchmarks/run.py`` finds its package from anywhere; pyclams ships none of it."""
+    out = subprocess.run([sys.executable, str(RUN), "--data", str(tmp_path), "-o",
+                          str(tmp_path / "o"), "--protocols", "P9"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "run.py: error: unknown protocol" in out.stderr
+    for module in ("pyclams.benchmark", "pyclams.ebm.vera", "pyclams.ebm.hdge"):
+        assert importlib.util.find_spec(module) is None
+    from pyclams.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["benchmark", "--data", "x", "-o", "y"])

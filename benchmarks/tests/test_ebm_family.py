@@ -1,30 +1,28 @@
-"""The other EBMs of the comparison: VERA, HDGE and HDGE + JEM presets."""
+"""The other EBMs of the comparison: VERA, HDGE and HDGE + JEM, objectives of the trainer."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-from dataclasses import replace
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic import FAST, FAST_SGLD, TwoWells, make_counts
 from torch import nn
 
+from clams_benchmark.ebm_methods import PRESET_METHODS, build_model
+from clams_benchmark.hdge import HDGEObjective, LogitQueue, hdge_loss
+from clams_benchmark.vera import VERA, VERAConfig, VERAGenerator, VERAObjective
 from pyclams import CLAMS
-from pyclams.ebm.hdge import LogitQueue, hdge_loss
-from pyclams.ebm.losses import PRESETS, GenerativeLossConfig
-from pyclams.ebm.vera import VERA, VERAGenerator
-from pyclams.training import trainer as trainer_mod
-from pyclams.training.trainer import Diverged
-
-from .conftest import FAST, FAST_SGLD, TwoWells, make_counts
+from pyclams.ebm.losses import PRESETS
+from pyclams.training.objectives import Diverged, Objective
 
 SMALL_NET = {"widths": (64, 32), "blocks_per_stage": 1}
-NEW_PRESETS = ("vera", "hdge", "hdge_jem")
+METHODS = ("vera", "hdge", "hdge_jem")
 
 
 def gaussian_cells(n_per_class: int = 200, *, n_classes: int = 3, n_genes: int = 50,
@@ -43,24 +41,28 @@ def gaussian_cells(n_per_class: int = 200, *, n_classes: int = 3, n_genes: int =
                       var=pd.DataFrame(index=[f"G{j}" for j in range(n_genes)]))
 
 
-def fit(preset: str, ref: ad.AnnData, *, seed: int = 0, generative: dict | None = None,
+def fit(method: str, ref: ad.AnnData, *, seed: int = 0, options: dict | None = None,
         train: dict | None = None, is_log: bool | None = None, n_top_genes: int = 50) -> CLAMS:
-    m = CLAMS(preset=preset, n_top_genes=n_top_genes, train={**FAST, **(train or {})},
-              sgld=FAST_SGLD, network=SMALL_NET, generative=generative)
+    m = build_model(method, objective_options=options, n_top_genes=n_top_genes,
+                    train={**FAST, **(train or {})}, sgld=FAST_SGLD, network=SMALL_NET)
     return m.fit(ref, labels_key="cell_type", seed=seed, verbose=False, device="cpu",
                  is_log=is_log)
 
 
 # ---------------------------------------------------------------------------- training
-@pytest.mark.parametrize("preset,generative", [
+@pytest.mark.parametrize("preset,options", [
     ("vera", None), ("hdge", None), ("hdge_jem", None),
-    ("hdge", {"hdge_queue_size": 256, "hdge_normalize": True, "hdge_temperature": 0.1}),
+    ("hdge", {"queue_size": 256, "normalize": True, "temperature": 0.1}),
 ])
-def test_new_presets_train_and_beat_chance(preset, generative):
+def test_methods_train_and_beat_chance(preset, options):
     ref = gaussian_cells(200, seed=0)
     query = gaussian_cells(50, seed=1, prefix="q")
-    m = fit(preset, ref, generative=generative, is_log=True)
-    assert m.gen_config.method == preset
+    m = fit(preset, ref, options=options, is_log=True)
+    core, objective = PRESET_METHODS[preset][:2]
+    assert m.preset == core and m.gen_config.enabled == (core == "jem")
+    assert [type(o) for o in m.objectives] == [{"vera": VERAObjective,
+                                                "hdge": HDGEObjective}[objective]]
+    assert all(isinstance(o, Objective) for o in m.objectives)
     df = m.predict(query)
     truth = query.obs["cell_type"].astype(str).to_numpy()
     assert np.mean(df["label_raw"].to_numpy() == truth) > 0.85  # chance is 1/3
@@ -79,13 +81,13 @@ def test_new_presets_train_and_beat_chance(preset, generative):
         assert (hist["vera_sigma"].between(0.01 - 1e-6, 0.3 + 1e-6)).all()
 
 
-def test_new_presets_annotate_and_flag_an_unseen_type():
+def test_methods_annotate_and_flag_an_unseen_type():
     ref = make_counts(60, n_classes=3, seed=0)
     query = make_counts(40, n_classes=4, seed=1, prefix="q")
     for preset in ("vera", "hdge"):
         m = fit(preset, ref, n_top_genes=80)
         out = m.annotate(query, copy=True)
-        assert out.uns["clams"]["preset"] == preset
+        assert out.uns["clams"]["preset"] == "classifier"  # + the objective, not saved
         p = out.obs["clams_ood_pvalue"].to_numpy()
         assert np.all((p > 0) & (p <= 1))
         unseen = out.obs["cell_type"].astype(str).to_numpy() == "type3"
@@ -94,7 +96,7 @@ def test_new_presets_annotate_and_flag_an_unseen_type():
 
 
 @pytest.mark.parametrize("preset", ["vera", "hdge"])
-def test_divergence_guard_covers_the_new_methods(preset, caplog):
+def test_divergence_guard_covers_the_objectives(preset, caplog):
     ref = make_counts(60, n_classes=3, seed=0)
     with caplog.at_level(logging.WARNING, logger="pyclams"):
         m = fit(preset, ref, n_top_genes=80, train={"max_abs_energy": 1e-3, "min_epochs": 1})
@@ -104,56 +106,59 @@ def test_divergence_guard_covers_the_new_methods(preset, caplog):
 
 
 # ---------------------------------------------------------------------------- save / load
-@pytest.mark.parametrize("preset", NEW_PRESETS)
-def test_presets_round_trip_through_save_and_load(preset, tmp_path):
+def _legacy_config(method: str, cfg: dict) -> dict:
+    """``config.json`` as pyclams wrote it while VERA and HDGE were presets of the package."""
+    legacy = {"method": method, "vera_noise_dim": 32, "vera_hidden": [256, 256],
+              "vera_lr": 0.002, "vera_post_lr": 0.001, "vera_entropy_weight": 1e-4,
+              "vera_grad_penalty": 0.1, "vera_n_posterior": 20, "vera_max_sigma": 0.3,
+              "hdge_weight": 1.0, "hdge_mode": "class", "hdge_temperature": 1.0,
+              "hdge_normalize": False, "hdge_queue_size": 0}
+    gen = cfg["training"]["generative"]
+    cfg["training"]["generative"] = {**gen, **legacy, "enabled": True,
+                                     **({"weight": 0.01} if method == "vera" else {})}
+    cfg["preset"] = method
+    return cfg
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_models_round_trip_and_old_files_still_load(method, tmp_path):
     ref = make_counts(60, n_classes=3, seed=0)
-    gen = {"vera_hidden": [16, 8], "vera_noise_dim": 4} if preset == "vera" else \
-        {"hdge_queue_size": 64}
-    m = fit(preset, ref, n_top_genes=80, generative=gen, train={"max_epochs": 2})
+    options = {"hidden": [16, 8], "noise_dim": 4} if method == "vera" else {"queue_size": 64}
+    m = fit(method, ref, n_top_genes=80, options=options, train={"max_epochs": 2})
     m.save(tmp_path / "m")
     back = CLAMS.load(tmp_path / "m", device="cpu")
-    assert back.preset == preset
-    assert back.gen_config == m.gen_config
-    assert back.gen_config.vera_hidden == m.gen_config.vera_hidden  # a tuple again
-    assert back.model_id == m.model_id
+    assert back.preset == m.preset and back.gen_config == m.gen_config
+    assert back.model_id == m.model_id and back.objectives == []  # objectives are not saved
     query = make_counts(20, n_classes=3, seed=4, prefix="q")
-    pd.testing.assert_frame_equal(back.predict(query), m.predict(query))
-
-
-def test_model_files_without_method_still_load(tmp_path):
-    m = fit("clams", make_counts(60, n_classes=3, seed=0), n_top_genes=80,
-            train={"max_epochs": 2})
-    m.save(tmp_path / "m")
+    expected = m.predict(query)
+    pd.testing.assert_frame_equal(back.predict(query), expected)
+    # the same model in the layout of an older pyclams (preset "vera", vera_* / hdge_* keys)
     path = tmp_path / "m" / "config.json"
-    cfg = json.loads(path.read_text())
-    old = {k: v for k, v in cfg["training"]["generative"].items()
-           if k in ("enabled", "clip", "p_on", "threshold", "weight")}
-    cfg["training"]["generative"] = old  # the fields of a pre-"EBM family" file
-    path.write_text(json.dumps(cfg))
-    back = CLAMS.load(tmp_path / "m", device="cpu")
-    assert back.gen_config.method == "sgld"
-    # such files predate the tilt energy penalty too: it loads as off, everything else equal
-    assert back.gen_config.energy_reg == 0.0
-    assert replace(back.gen_config, energy_reg=m.gen_config.energy_reg) == m.gen_config
+    path.write_text(json.dumps(_legacy_config(method, json.loads(path.read_text()))))
+    old = CLAMS.load(tmp_path / "m", device="cpu")
+    assert old.preset == method and old.model_id == m.model_id
+    assert old.gen_config.enabled == (method == "hdge_jem")  # only hdge_jem drew SGLD cells
+    pd.testing.assert_frame_equal(old.predict(query), expected)
 
 
-def test_config_presets_and_validation():
-    assert set(NEW_PRESETS) <= set(PRESETS)
-    for name in ("clams", "jem", "classifier"):
-        assert GenerativeLossConfig.preset(name).method == "sgld"
-    vera = GenerativeLossConfig.preset("vera")
-    assert vera.uses_vera and not vera.uses_sgld and not vera.uses_hdge
+def test_configs_and_validation():
+    assert set(PRESETS) == {"clams", "jem", "classifier"}
+    assert set(METHODS) <= set(PRESET_METHODS)
+    vera = VERAConfig()
     assert vera.clip == "none" and vera.p_on == 1.0 and vera.weight == pytest.approx(0.01)
-    assert vera.vera_entropy_weight == pytest.approx(1e-4)
-    hj = GenerativeLossConfig.preset("hdge_jem")
-    assert hj.uses_sgld and hj.uses_hdge and hj.clip == "none" and hj.p_on == 1.0
-    assert not GenerativeLossConfig.preset("classifier").uses_sgld
-    d = json.loads(json.dumps(vera.to_dict()))
-    assert GenerativeLossConfig.from_dict(d) == vera
-    with pytest.raises(ValueError, match="method"):
-        GenerativeLossConfig(method="mcmc")
-    with pytest.raises(ValueError, match="hdge_mode"):
-        GenerativeLossConfig(hdge_mode="both")
+    assert vera.entropy_weight == pytest.approx(1e-4) and vera.grad_penalty == 0.1
+    assert VERAConfig(hidden=[8, 4]).hidden == (8, 4)  # JSON gives lists back
+    obj = VERAObjective(noise_dim=4)
+    assert obj.config.noise_dim == 4 and obj.needs_input_grad
+    assert not VERAObjective(grad_penalty=0.0).needs_input_grad
+    with pytest.raises(ValueError, match="clip"):
+        VERAConfig(clip="tanh")
+    with pytest.raises(ValueError, match="positive"):
+        VERAConfig(noise_dim=0)
+    with pytest.raises(ValueError, match="mode"):
+        HDGEObjective(mode="both")
+    with pytest.raises(ValueError, match="without an objective"):
+        build_model("clams", objective_options={"noise_dim": 4})
 
 
 # ---------------------------------------------------------------------------- HDGE loss
@@ -225,8 +230,7 @@ def test_logit_queue_is_fifo_and_bounded():
 def test_vera_generator_climbs_a_fixed_energy_and_leaves_it_alone():
     torch.manual_seed(0)
     net = TwoWells().train()
-    cfg = GenerativeLossConfig.preset("vera", vera_noise_dim=2, vera_hidden=(32,),
-                                      vera_lr=1e-2)
+    cfg = VERAConfig(noise_dim=2, hidden=(32,), lr=1e-2)
     vera = VERA(2, cfg, generator=torch.Generator().manual_seed(0))
 
     def mean_lse() -> float:
@@ -265,7 +269,7 @@ def test_vera_entropy_score_matches_the_exact_gaussian_score():
 
 def test_vera_posterior_scale_moves_toward_the_true_posterior():
     torch.manual_seed(0)
-    cfg = GenerativeLossConfig.preset("vera", vera_noise_dim=1, vera_post_lr=0.05)
+    cfg = VERAConfig(noise_dim=1, post_lr=0.05)
     vera = VERA(2, cfg, generator=torch.Generator().manual_seed(0))
     g = vera.g
     g.mu = nn.Sequential(nn.Linear(1, 2))
@@ -293,63 +297,3 @@ def test_vera_step_raises_on_a_nonfinite_generator(monkeypatch):
     m = fit("vera", ref, n_top_genes=80, train={"min_epochs": 1})
     assert m.history_.diverged and "VERA generator" in m.history_.divergence_reason
     assert issubclass(Diverged, RuntimeError)
-
-
-# ---------------------------------------------------------------------------- unchanged
-def _legacy_step(self, x, y, opt):
-    """``Trainer._step`` as it was before the EBM family was added (CLAMS/JEM/classifier)."""
-    import torch.nn.functional as F
-
-    from pyclams.ebm.losses import generative_loss, regularise
-
-    self.net.train()
-    logits = self.net(x)
-    ce = F.cross_entropy(logits, y)
-    loss, stats = ce, {"ce": ce.item(),
-                       "acc": (logits.argmax(1) == y).float().mean().item()}
-    if self.gen.enabled:
-        draw = float(self.rng.random())
-        if self.gen.threshold is not None or draw < self.gen.p_on:
-            x_fake = self._fake_cells(x.shape[0])
-            lse_real = torch.logsumexp(logits, dim=1)
-            lse_fake = torch.logsumexp(self.net(x_fake), dim=1)
-            lg = generative_loss(lse_real, lse_fake)
-            reg, passed = regularise(lg, self.gen, draw=draw)
-            loss = loss + reg
-            stats.update(gen_loss=lg.item(), gen_passed=float(passed),
-                         lse_real=lse_real.mean().item(), lse_fake=lse_fake.mean().item())
-            if abs(stats["lse_real"]) > self.cfg.max_abs_energy or \
-                    abs(stats["lse_fake"]) > self.cfg.max_abs_energy:
-                raise Diverged(f"energy exploded (mean LSE real {stats['lse_real']:.3g}, "
-                               f"fake {stats['lse_fake']:.3g})")
-    if not math.isfinite(loss.item()):
-        raise Diverged("non-finite loss")
-    if loss.item() > self.cfg.max_loss:
-        raise Diverged(f"loss exploded ({loss.item():.3g})")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return stats
-
-
-def _fit_small(preset: str, generative: dict | None = None) -> CLAMS:
-    # the legacy step predates the tilt energy penalty of the clams preset
-    generative = {**(generative or {}), "energy_reg": 0.0}
-    train = {**FAST, "max_epochs": 3, "min_epochs": 1, "min_steps_per_epoch": 6}
-    return CLAMS(preset=preset, n_top_genes=80, train=train, sgld=FAST_SGLD, network=SMALL_NET,
-                 generative=generative).fit(make_counts(60, n_classes=3, seed=0),
-                                            labels_key="cell_type", seed=3, verbose=False,
-                                            device="cpu")
-
-
-@pytest.mark.parametrize("preset,generative", [
-    ("clams", None), ("clams", {"threshold": -1.0}), ("jem", None)])
-def test_existing_presets_train_exactly_as_before(preset, generative, monkeypatch):
-    """Same seed, same model id and history as the pre-change training step: the CLAMS / JEM
-    paths make the same random draws in the same order."""
-    new = _fit_small(preset, generative)
-    monkeypatch.setattr(trainer_mod.Trainer, "_step", _legacy_step)
-    old = _fit_small(preset, generative)
-    assert new.model_id == old.model_id
-    pd.testing.assert_frame_equal(new.history.drop(columns="seconds"),
-                                  old.history.drop(columns="seconds"))

@@ -23,13 +23,15 @@ import scipy.sparse as sp
 
 from pyclams.data.checks import is_raw_counts
 from pyclams.data.preprocess import log_normalise
+from pyclams.result import UNKNOWN
 
 __all__ = ["UNKNOWN", "COLUMNS", "is_raw_counts", "log_normalized", "counts_matrix",
            "stripped", "ref_labels", "prediction_frame", "validate_predictions", "quiet_logger"]
 
-#: the label a baseline writes for a cell that it leaves unassigned
-UNKNOWN = "unknown"
-#: the columns of every baseline's output, in order
+#: the columns of every method's output, in order: the comparison's contract, not pyclams's
+#: annotation schema (:data:`pyclams.result.RESULT_FIELDS`). ``ood_score`` is any method's
+#: in-distribution score (pyclams: ``log_px``), ``rejected`` its own reject call (pyclams:
+#: ``is_ood``); the label of an unassigned cell is pyclams's :data:`~pyclams.result.UNKNOWN`
 COLUMNS = ("label", "confidence", "ood_score", "rejected")
 
 

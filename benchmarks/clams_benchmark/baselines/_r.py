@@ -1,8 +1,10 @@
-"""The bridge to R through rpy2: availability checks, sparse matrices and readable R errors.
+"""The bridge to R through rpy2: availability checks, R scripts and readable R errors.
 
-R runs embedded in this Python process. Matrices go to R as ``dgCMatrix`` genes x cells built
-from the CSR indices of a cells x genes matrix (no converter, no densifying). An R error comes
-back as :class:`RCallError` whose message holds R's own error text.
+R runs embedded in this Python process. The R code of the baselines lives in ``R/*.R`` beside
+this file; :func:`r_call` sources the scripts a baseline needs into a fresh R environment and
+calls one of their functions. Matrices go to R as ``dgCMatrix`` genes x cells through
+:func:`pyclams.r_bridge.as_dgcmatrix` (re-exported here as :func:`to_dgcmatrix`). An R error
+comes back as :class:`RCallError` whose message holds R's own error text.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ import functools
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
+
+from pyclams.r_bridge import as_dgcmatrix as to_dgcmatrix
 
 logger = logging.getLogger("pyclams")
 
-__all__ = ["RCallError", "r_available", "r_packages_missing", "r_call", "to_dgcmatrix",
-           "r_str", "r_num", "r_int"]
+__all__ = ["RCallError", "R_DIR", "r_available", "r_packages_missing", "r_call",
+           "to_dgcmatrix", "r_str", "r_num", "r_int"]
+
+#: the R scripts of the baselines
+R_DIR = Path(__file__).resolve().parent / "R"
 
 
 class RCallError(RuntimeError):
@@ -77,8 +84,13 @@ def _captured_console(lines: list[str]) -> Iterator[None]:
         callbacks.consolewrite_print, callbacks.consolewrite_warnerror = old_print, old_err
 
 
-def r_call(code: str, fn_name: str, *args, **kwargs):
-    """Define the R function(s) in ``code`` and call ``fn_name(*args, **kwargs)`` in R.
+def r_call(scripts: str | os.PathLike | Sequence[str | os.PathLike], fn_name: str, *args,
+           **kwargs):
+    """Source the R file(s) ``scripts`` into a fresh R environment and call
+    ``fn_name(*args, **kwargs)`` defined there.
+
+    ``scripts`` are names of files in :data:`R_DIR` (e.g. ``("common.R", "seurat.R")``) or
+    paths, sourced in order.
 
     Raises
     ------
@@ -88,11 +100,15 @@ def r_call(code: str, fn_name: str, *args, **kwargs):
     import rpy2.robjects as ro
     from rpy2.rinterface_lib.embedded import RRuntimeError
 
+    if isinstance(scripts, (str, os.PathLike)):
+        scripts = [scripts]
     lines: list[str] = []
     with _captured_console(lines):
         try:
-            ro.r(code)
-            return ro.globalenv[fn_name](*args, **kwargs)
+            env = ro.r["new.env"](parent=ro.globalenv)
+            for script in scripts:
+                ro.r["source"](str(R_DIR / script), local=env)
+            return env[fn_name](*args, **kwargs)
         except RRuntimeError as exc:
             tail = "".join(lines).strip().splitlines()[-5:]
             msg = str(exc).strip()
@@ -100,31 +116,6 @@ def r_call(code: str, fn_name: str, *args, **kwargs):
             raise RCallError(f"R error in {fn_name}: {msg}" + (f" [R said: {detail}]"
                                                                if detail else "")) from None
 
-
-_DGC_CODE = """
-.pyclams_dgc <- function(i, p, x, nr, nc, rn, cn) {
-  suppressPackageStartupMessages(requireNamespace("Matrix"))
-  methods::new("dgCMatrix", i = as.integer(i), p = as.integer(p), x = as.numeric(x), Dim = c(nr, nc), Dimnames = list(rn, cn))
-}
-"""
-
-
-def to_dgcmatrix(x, genes: Sequence[str], cells: Sequence[str]):
-    """A cells x genes matrix as an R ``dgCMatrix`` of genes x cells with dimnames."""
-    import rpy2.robjects as ro
-    from rpy2.robjects import numpy2ri
-    from rpy2.robjects.conversion import localconverter
-
-    csr = sp.csr_matrix(x, dtype=np.float64)
-    csr.sum_duplicates()
-    csr.sort_indices()
-    # the CSR arrays of cells x genes are the CSC arrays of genes x cells
-    with localconverter(ro.default_converter + numpy2ri.converter):
-        i = ro.conversion.py2rpy(csr.indices.astype(np.int32))
-        p = ro.conversion.py2rpy(csr.indptr.astype(np.int32))
-        v = ro.conversion.py2rpy(csr.data.astype(np.float64))
-    return r_call(_DGC_CODE, ".pyclams_dgc", i, p, v, r_int(csr.shape[1]), r_int(csr.shape[0]),
-                  r_str(genes), r_str(cells))
 
 def r_str(values: Sequence) -> object:
     """A character vector."""

@@ -31,38 +31,6 @@ _HINT = 'install it in R with remotes::install_github("powellgenomicslab/scPred"
 #: the reason :func:`clams_benchmark.registry.available` gives when scPred is missing
 SCPRED_INSTALL = f"scPred is not installed; {_HINT}"
 
-_CODE = r"""
-.pyclams_scpred <- function(ref_mat, query_mat, labels, is_counts, npcs, threshold, seed) {
-  suppressPackageStartupMessages({library(Seurat); library(scPred)})
-  set.seed(seed)
-  make <- function(m) {
-    obj <- suppressWarnings(CreateSeuratObject(counts = m, min.cells = 0, min.features = 0))
-    if (is_counts) {
-      obj <- NormalizeData(obj, verbose = FALSE)
-    } else {
-      obj <- SetAssayData(obj, slot = "data", new.data = m)
-    }
-    obj
-  }
-  ref <- make(ref_mat)
-  ref$label <- labels
-  ref <- FindVariableFeatures(ref, verbose = FALSE)
-  ref <- ScaleData(ref, verbose = FALSE)
-  ref <- RunPCA(ref, npcs = npcs, verbose = FALSE, seed.use = seed)
-  ref <- getFeatureSpace(ref, "label")
-  ref <- trainModel(ref, seed = seed)
-  query <- make(query_mat)
-  query <- scPredict(query, ref, threshold = threshold)
-  best <- if ("scpred_no_rejection" %in% colnames(query[[]])) query$scpred_no_rejection else
-    query$scpred_prediction
-  data.frame(prediction = as.character(query$scpred_prediction),
-             best = as.character(best),
-             score_max = as.numeric(query$scpred_max),
-             stringsAsFactors = FALSE)
-}
-"""
-
-
 @register("scpred", "bio tool", requires=("rpy2",), requires_r=("Seurat", "scPred"),
           install_hints={"rpy2": 'pip install "rpy2>=3.5.2,<3.6"', "scPred": _HINT})
 def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: int = 0,
@@ -88,7 +56,7 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
     x_query = query.X if counts else log_normalized(query)
     genes = r_safe_names(ref.var_names)
     npcs = min(npcs, ref.n_obs - 1, ref.n_vars - 1)
-    out = r_call(_CODE, ".pyclams_scpred",
+    out = r_call(("common.R", "scpred.R"), "scpred_annotate",
                  to_dgcmatrix(x_ref, genes, r_safe_names(ref.obs_names, prefix="r")),
                  to_dgcmatrix(x_query, genes, r_safe_names(query.obs_names, prefix="q")),
                  r_str(y), bool(counts), r_int(npcs), r_num(threshold), r_int(seed))

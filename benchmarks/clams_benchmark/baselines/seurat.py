@@ -23,39 +23,6 @@ from ._rnames import r_safe_names
 
 __all__ = ["fit_predict"]
 
-_CODE = r"""
-.pyclams_seurat <- function(ref_mat, query_mat, labels, is_counts, dims, nfeatures, k_weight,
-                            seed) {
-  suppressPackageStartupMessages(library(Seurat))
-  options(future.globals.maxSize = 8 * 1024^3)
-  set.seed(seed)
-  make <- function(m) {
-    obj <- suppressWarnings(CreateSeuratObject(counts = m, min.cells = 0, min.features = 0))
-    if (is_counts) {
-      obj <- NormalizeData(obj, verbose = FALSE)
-    } else {
-      obj <- SetAssayData(obj, slot = "data", new.data = m)
-    }
-    obj
-  }
-  ref <- make(ref_mat)
-  ref$label <- labels
-  query <- make(query_mat)
-  ref <- FindVariableFeatures(ref, nfeatures = nfeatures, verbose = FALSE)
-  ref <- ScaleData(ref, verbose = FALSE)
-  npcs <- max(dims)
-  ref <- RunPCA(ref, npcs = npcs, verbose = FALSE, seed.use = seed)
-  anchors <- FindTransferAnchors(reference = ref, query = query, dims = 1:npcs,
-                                 reference.reduction = "pca", verbose = FALSE)
-  pred <- TransferData(anchorset = anchors, refdata = ref$label, dims = 1:npcs,
-                       k.weight = k_weight, verbose = FALSE)
-  data.frame(predicted_id = as.character(pred$predicted.id),
-             score_max = as.numeric(pred$prediction.score.max),
-             stringsAsFactors = FALSE)
-}
-"""
-
-
 @register("seurat", "bio tool", requires=("rpy2",), requires_r=("Seurat", "SeuratObject"),
           install_hints={"rpy2": 'pip install "rpy2>=3.5.2,<3.6"',
                          "Seurat": 'apt-get install r-cran-seurat (Seurat 4) or '
@@ -89,7 +56,7 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
     genes = r_safe_names(ref.var_names)
     dims = min(dims, ref.n_obs - 1, query.n_obs - 1, ref.n_vars - 1)
     k_weight = min(k_weight, query.n_obs - 1)
-    out = r_call(_CODE, ".pyclams_seurat",
+    out = r_call(("common.R", "seurat.R"), "seurat_transfer",
                  to_dgcmatrix(x_ref, genes, r_safe_names(ref.obs_names, prefix="r")),
                  to_dgcmatrix(x_query, genes, r_safe_names(query.obs_names, prefix="q")),
                  r_str(y), bool(counts), r_int(dims), r_int(nfeatures), r_int(k_weight),

@@ -23,20 +23,6 @@ from ._rnames import r_safe_names
 
 __all__ = ["fit_predict"]
 
-_CODE = r"""
-.pyclams_singler <- function(ref_mat, query_mat, labels, de_method, seed) {
-  suppressPackageStartupMessages({library(SingleR); library(scran)})
-  set.seed(seed)
-  pred <- SingleR(test = query_mat, ref = ref_mat, labels = labels, de.method = de_method)
-  scores <- as.matrix(pred$scores)
-  data.frame(label = as.character(pred$labels),
-             pruned_na = as.integer(is.na(pred$pruned.labels)),
-             score_max = apply(scores, 1, max),
-             stringsAsFactors = FALSE)
-}
-"""
-
-
 @register("singler", "bio tool", requires=("rpy2",),
           requires_r=("SingleR", "scran", "SingleCellExperiment"),
           install_hints={"rpy2": 'pip install "rpy2>=3.5.2,<3.6"',
@@ -59,7 +45,7 @@ def fit_predict(ref: ad.AnnData, query: ad.AnnData, *, labels_key: str, seed: in
     """
     y = ref_labels(ref, labels_key)
     genes = r_safe_names(ref.var_names)
-    out = r_call(_CODE, ".pyclams_singler",
+    out = r_call("singler.R", "singler_annotate",
                  to_dgcmatrix(log_normalized(ref), genes, r_safe_names(ref.obs_names, prefix="r")),
                  to_dgcmatrix(log_normalized(query), genes,
                               r_safe_names(query.obs_names, prefix="q")),
