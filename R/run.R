@@ -163,7 +163,7 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
   df <- data.frame(cols, probs, row.names = cells, check.names = FALSE,
                    stringsAsFactors = FALSE)
   emb <- matrix(as.numeric(plain$embedding), nrow = length(cells))
-  dimnames(emb) <- list(cells, paste0("clams_", seq_len(ncol(emb))))
+  dimnames(emb) <- list(cells, sprintf("clams_%d", seq_len(ncol(emb))))
   attr(df, "embedding") <- emb
   attr(df, "fields") <- fields
   if (!is.null(settings)) {

@@ -386,8 +386,9 @@ def _write_seurat(robj, result: AnnotationResult, prefix: str, *, overwrite: boo
         results = _call(pkg[".as_results"], plain)
         return _call(pkg[".write_seurat_results"], robj, results, prefix, overwrite,
                      reduction, info=_to_r(info))
-    results = _call(pkg[".as_results"], plain, settings,
-                    **{"model.path": model_path or _robjects().NA_Character})
+    ro = _robjects()
+    path = ro.StrVector([model_path if model_path else ro.NA_Character])
+    results = _call(pkg[".as_results"], plain, settings, **{"model.path": path})
     return _call(pkg[".write_seurat_results"], robj, results, prefix, overwrite, reduction)
 
 

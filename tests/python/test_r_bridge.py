@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,9 @@ import scipy.sparse as sp
 
 from pyclams import r_bridge
 from pyclams.errors import PyClamsInputError
+from pyclams.result import RESULT_FIELDS, UNKNOWN
+
+from .conftest import make_counts
 
 TINY = {"preset": "clams", "n_top_genes": 200.0,
         "network": {"widths": 32.0, "blocks_per_stage": 1.0},
@@ -19,17 +24,21 @@ TINY = {"preset": "clams", "n_top_genes": 200.0,
         "sgld": {"buffer_size": 200.0, "n_steps": 5.0}, "generative": []}
 
 
-def _has_r() -> bool:
+def _has_r(*packages: str) -> bool:
     if importlib.util.find_spec("rpy2") is None or shutil.which("R") is None:
         return False
     try:
-        r_bridge._r()
+        for p in packages:
+            r_bridge._r_namespace(p)
     except Exception:  # noqa: BLE001 - any failure to start R means: skip
         return False
     return True
 
 
-needs_r = pytest.mark.skipif(not _has_r(), reason="rpy2, R or SeuratObject not available")
+needs_r = pytest.mark.skipif(not _has_r("Matrix"), reason="rpy2 or R not available")
+needs_seurat = pytest.mark.skipif(
+    not _has_r("Seurat", "SingleCellExperiment", "pyclams"),
+    reason="rpy2, R, Seurat, SingleCellExperiment or the R package pyclams not available")
 
 
 # ------------------------------------------------------------------- reticulate helpers
@@ -67,20 +76,30 @@ def test_new_model_coerces_r_numbers():
         r_bridge.new_model({"preset": "nope"})
 
 
-def test_fit_and_infer_for_r(tmp_path, ref, query):
-    model = r_bridge.fit_for_r(ref, labels_key="cell_type", options=TINY,
-                               path=str(tmp_path / "m"), seed=0.0, device="cpu", verbose=False)
-    assert (tmp_path / "m" / "config.json").exists()
-    res = r_bridge.infer_for_r(model, query, ood_fdr=0.1, verbose=False)
-    expected = model.predict(query, ood_fdr=0.1)
-    table = res["table"]
-    assert list(table.columns) == list(expected.columns)
-    assert (table["label"] == expected["label"].astype(str)).all()
-    np.testing.assert_allclose(table["log_px"], expected["log_px"], rtol=0, atol=1e-6)
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return r_bridge.fit_for_r(make_counts(60, n_classes=3, seed=0), labels_key="cell_type",
+                              options=TINY, path=str(tmp_path_factory.mktemp("m") / "m"),
+                              seed=0.0, device="cpu", verbose=False)
+
+
+def test_fit_and_infer_for_r(tiny_model, query):
+    res = r_bridge.infer_for_r(tiny_model, query, ood={"fdr": 0.1, "method": "conformal"},
+                               verbose=False)
+    expected = tiny_model.infer(query, ood_fdr=0.1)
+    # the plain columns of AnnotationResult.to_plain(), plus what R needs to type them
+    assert res["fields"] == list(RESULT_FIELDS) and res["unknown"] == UNKNOWN
+    assert isinstance(res["label"], list) and res["label"] == [str(v) for v in expected.label]
+    np.testing.assert_allclose(res["log_px"], expected.log_px, rtol=0, atol=1e-6)
+    assert res["log_px"].dtype == np.float64 and res["is_ood"].dtype == bool
+    assert res["levels"] == {"label": [*tiny_model.classes, UNKNOWN],
+                             "label_raw": list(tiny_model.classes)}
+    assert res["probability_columns"] == [f"p_{c}" for c in tiny_model.classes]
     assert res["embedding"].shape == (query.n_obs, 32)
-    assert res["classes"] == model.classes and res["n_calibration"] > 0
-    plain = r_bridge.infer_for_r(model, query, ood_fdr=0.1, verbose=False, as_frame=False)
-    assert isinstance(plain["table"]["label"], list) and plain["cells"] == list(query.obs_names)
+    assert res["cells"] == list(query.obs_names) and res["n_ood"] == expected.n_ood
+    assert res["info"]["n_calibration"] > 0 and res["info"]["params"]["ood_fdr"] == 0.1
+    with pytest.raises(PyClamsInputError, match="unknown OOD setting"):
+        r_bridge.infer_for_r(tiny_model, query, ood={"alpha": 0.1})
 
 
 def test_anndata_parts_round_trip(ref):
@@ -92,12 +111,58 @@ def test_anndata_parts_round_trip(ref):
     assert parts["obs"]["cell_type"][0] == str(ref.obs["cell_type"].iloc[0])
 
 
+def test_import_pyclams_does_not_need_rpy2():
+    code = ("import sys; import pyclams, pyclams.r_bridge; "
+            "assert 'rpy2' not in sys.modules, 'rpy2 imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_r_code_in_python_strings():
+    import inspect
+
+    import pyclams._r_reticulate as ret
+    for module in (r_bridge, ret):
+        src = inspect.getsource(module)
+        for token in ("<- function", "function(", ".r(", "library("):
+            assert token not in src, f"{module.__name__} holds R code ({token!r})"
+
+
 # ----------------------------------------------------------------------------- rpy2 side
+def _r(name: str, *args, **kwargs):
+    """Call an R function of base / utils / methods by name."""
+    return r_bridge._robjects().r[name](*args, **kwargs)
+
+
+@needs_r
+@pytest.mark.r
+def test_as_dgcmatrix_from_sparse_and_dense():
+    x = sp.random(6, 4, density=0.4, format="coo", random_state=0)
+    genes, cells = [f"g{j}" for j in range(4)], [f"c{i}" for i in range(6)]
+    before = x.copy()
+    m = r_bridge.as_dgcmatrix(x, genes, cells)
+    assert list(_r("class", m)) == ["dgCMatrix"] and list(_r("dim", m)) == [4, 6]
+    assert bool(_r("validObject", m)[0])
+    np.testing.assert_array_equal(np.asarray(_r("as.matrix", m)), x.toarray().T)
+    assert list(_r("rownames", m)) == genes and list(_r("colnames", m)) == cells
+    assert (x != before).nnz == 0                                 # the input is left as is
+    dense = np.array([[0.0, 1.5], [2.0, 0.0], [0.0, 0.0]])
+    d = r_bridge.as_dgcmatrix(dense, ["a", "b"], ["x", "y", "z"])
+    np.testing.assert_array_equal(np.asarray(_r("as.matrix", d)), dense.T)
+    assert list(_r("slot", d, "x")) == [1.5, 2.0]                 # zeros are not stored
+    dup = sp.csr_matrix((np.array([1.0, 2.0]), np.array([1, 1]), np.array([0, 2])),
+                        shape=(1, 2))                                # a duplicate entry
+    np.testing.assert_array_equal(
+        np.asarray(_r("as.matrix", r_bridge.as_dgcmatrix(dup, ["a", "b"], ["x"]))), [[0], [3]])
+    with pytest.raises(PyClamsInputError, match="names"):
+        r_bridge.as_dgcmatrix(dense, ["a"], ["x", "y", "z"])
+
+
 @pytest.fixture(scope="module")
 def pbmc_rds(tmp_path_factory):
     path = tmp_path_factory.mktemp("rds") / "pbmc_small.rds"
-    ro, _ = r_bridge._r()
-    ro.r(f'saveRDS(SeuratObject::pbmc_small, "{path}")')
+    ro = r_bridge._robjects()
+    r_bridge._r_namespace("SeuratObject")
+    ro.r["saveRDS"](ro.baseenv["::"]("SeuratObject", "pbmc_small"), str(path))
     return path
 
 
@@ -111,100 +176,101 @@ def pbmc_model(pbmc_rds, tmp_path_factory):
                               verbose=False)
 
 
-def _r_eval(code: str, **objects):
-    ro, _ = r_bridge._r()
-    for name, value in objects.items():
-        ro.globalenv[name] = value
-    return ro.r(code)
+def _r_list(robj) -> dict:
+    return dict(zip(robj.names, robj, strict=True))
 
 
-@needs_r
+def _meta(path) -> pd.DataFrame:
+    """meta.data of the Seurat object in ``path``, through the bridge itself."""
+    return r_bridge.seurat_to_anndata(r_bridge.read_rds(path)).obs
+
+
+@needs_seurat
 @pytest.mark.r
 def test_rds_round_trip_keeps_counts_names_and_metadata(pbmc_rds, tmp_path):
     obj = r_bridge.read_rds(pbmc_rds)
-    adata = r_bridge.seurat_to_anndata(obj)
-    assert adata.shape == (80, 230)
-    assert adata.X.dtype == np.float64 and "data" in adata.layers
+    adata = r_bridge.seurat_to_anndata(obj)                  # as.SingleCellExperiment + anndata2ri
+    assert adata.shape == (80, 230) and adata.uns["seurat"]["assay"] == "RNA"
+    assert adata.X.dtype == np.float64 and sp.issparse(adata.X) and "data" in adata.layers
     assert {"X_pca", "X_tsne"} <= set(adata.obsm)
     assert list(adata.obs.columns)[:3] == ["orig.ident", "nCount_RNA", "nFeature_RNA"]
     assert isinstance(adata.obs["RNA_snn_res.1"].dtype, pd.CategoricalDtype)
+    logdata = r_bridge.seurat_to_anndata(obj, layer="data")
+    assert (logdata.X != adata.layers["data"]).nnz == 0 and "counts" in logdata.layers
+    with pytest.raises(PyClamsInputError, match="ADT"):
+        r_bridge.seurat_to_anndata(obj, assay="ADT")
     back = r_bridge.anndata_to_seurat(adata)
     out = r_bridge.save_rds(back, tmp_path / "back.rds")
-    same = _r_eval(
-        'o <- SeuratObject::pbmc_small; b <- readRDS(path)\n'
-        'c(counts = identical(SeuratObject::GetAssayData(o, slot = "counts"),\n'
-        '                     SeuratObject::GetAssayData(b, slot = "counts")),\n'
-        '  cells = identical(colnames(o), colnames(b)),\n'
-        '  genes = identical(rownames(o), rownames(b)),\n'
-        '  meta = isTRUE(all.equal(o[[]], b[[]][, colnames(o[[]])], check.attributes = TRUE)))',
-        path=str(out))
-    assert dict(zip(same.names, list(same), strict=True)) == {
-        "counts": True, "cells": True, "genes": True, "meta": True}
-    again = r_bridge.seurat_to_anndata(r_bridge.read_rds(out))
+    assert [p.name for p in tmp_path.iterdir()] == ["back.rds"]   # no temporary file left
+    b = r_bridge.read_rds(out)
+    so = r_bridge._r_namespace("SeuratObject")
+    counts = [so["GetAssayData"](o, slot="counts") for o in (obj, b)]
+    assert bool(_r("identical", *counts)[0])
+    assert list(_r("colnames", obj)) == list(_r("colnames", b))
+    assert list(_r("rownames", obj)) == list(_r("rownames", b))
+    original = _r("slot", obj, "meta.data")
+    same = _r("all.equal", original, _r("[", _r("slot", b, "meta.data"), True,
+                                         _r("colnames", original)))
+    assert list(same) == [True]
+    again = r_bridge.seurat_to_anndata(b)
     assert (again.X != adata.X).nnz == 0
-    pd.testing.assert_frame_equal(again.obs[adata.obs.columns], adata.obs, check_dtype=False)
+    meta = [c for c in adata.obs.columns if c != "ident"]  # ident: Seurat's identities
+    pd.testing.assert_frame_equal(again.obs[meta], adata.obs[meta], check_dtype=False)
 
 
-@needs_r
+@needs_seurat
 @pytest.mark.r
-def test_annotate_rds_writes_columns_reduction_and_misc(pbmc_rds, pbmc_model, tmp_path):
+def test_annotate_rds_writes_what_runclams_writes(pbmc_rds, pbmc_model, tmp_path):
     out = tmp_path / "annotated.rds"
     df = r_bridge.annotate_rds(pbmc_rds, out, pbmc_model, ood_fdr=0.3)
     adata = r_bridge.seurat_to_anndata(r_bridge.read_rds(pbmc_rds))
     expected = pbmc_model.predict(adata, ood_fdr=0.3)
-    np.testing.assert_allclose(df["log_px"], expected["log_px"], rtol=0, atol=1e-6)
-    res = _r_eval(
-        'o <- readRDS(path); m <- o[[]]\n'
-        'list(cols = colnames(m), levels = levels(m$clams_label),\n'
-        '     ood = m$clams_is_ood, logpx = m$clams_log_px, label = as.character(m$clams_label),\n'
-        '     red = SeuratObject::Reductions(o), model = o@misc$clams$model_id,\n'
-        '     counts = identical(SeuratObject::GetAssayData(o, slot = "counts"),\n'
-        '                        SeuratObject::GetAssayData(SeuratObject::pbmc_small,\n'
-        '                                                   slot = "counts")))',
-        path=str(out))
-    get = dict(zip(res.names, res, strict=True))
-    cols = [f"clams_{c}" for c in r_bridge.RESULT_COLUMNS]
-    assert set(cols) <= set(get["cols"])
-    assert list(get["levels"]) == ["0", "1", "unknown"]
-    assert list(get["red"]) == ["pca", "tsne", "clams"]
-    assert get["model"][0] == pbmc_model.model_id
-    assert bool(get["counts"][0])
-    np.testing.assert_allclose(np.asarray(get["logpx"]), df["log_px"].to_numpy(), atol=1e-6)
-    assert list(get["label"]) == df["label"].tolist()
-    assert [bool(v) for v in get["ood"]] == df["is_ood"].tolist()
+    pd.testing.assert_frame_equal(df, expected)
+    o = r_bridge.read_rds(out)
+    meta = _meta(out)
+    cols = [f"clams_{f}" for f in RESULT_FIELDS]
+    assert set(cols) <= set(meta.columns)
+    assert list(meta["clams_label"].cat.categories) == ["0", "1", UNKNOWN]
+    assert list(meta["clams_label"].astype(str)) == list(df["label"].astype(str))
+    assert meta["clams_is_ood"].tolist() == df["is_ood"].tolist()
+    np.testing.assert_allclose(meta["clams_log_px"], df["log_px"], atol=1e-6)
+    assert list(_r("names", _r("slot", o, "reductions"))) == ["pca", "tsne", "clams"]
+    misc = _r_list(_r("slot", o, "misc").rx2("clams"))
+    assert misc["model.id"][0] == pbmc_model.model_id and misc["ood.fdr"][0] == 0.3
+    assert misc["assay"][0] == "RNA" and misc["n.ood"][0] == int(df["is_ood"].sum())
+    assert "RunCLAMS.RNA.clams" in list(_r("names", _r("slot", o, "commands")))
+    so = r_bridge._r_namespace("SeuratObject")
+    counts = [so["GetAssayData"](x, slot="counts") for x in (o, r_bridge.read_rds(pbmc_rds))]
+    assert bool(_r("identical", *counts)[0])
 
 
-@needs_r
+@needs_seurat
 @pytest.mark.r
 def test_overwrite_protection(pbmc_rds, pbmc_model, tmp_path):
     out = tmp_path / "a.rds"
     r_bridge.annotate_rds(pbmc_rds, out, pbmc_model)
     before = out.read_bytes()
-    with pytest.raises(PyClamsInputError, match="exist already"):
+    with pytest.raises(PyClamsInputError, match="already has columns.*overwrite"):
         r_bridge.annotate_rds(out, out, pbmc_model)
     assert out.read_bytes() == before                       # nothing written on error
     r_bridge.annotate_rds(out, out, pbmc_model, overwrite=True, ood_fdr=0.2)
     obj = r_bridge.read_rds(out)
     with pytest.raises(PyClamsInputError, match="one row per cell"):
         r_bridge.write_annotations_to_seurat(obj, pd.DataFrame(
-            {c: [0] for c in r_bridge.RESULT_COLUMNS}, index=["x"]), "other")
-    adata = r_bridge.seurat_to_anndata(obj)
-    df = pbmc_model.predict(adata)
-    annotated = r_bridge.write_annotations_to_seurat(obj, df.iloc[::-1], "other")
-    res = _r_eval('identical(o2$other_label_raw, factor(o2$clams_label_raw, levels = c("0", "1")))',
-                  o2=annotated)
-    assert bool(res[0])
+            {c: [0] for c in RESULT_FIELDS}, index=["x"]), "other")
+    df = pbmc_model.predict(r_bridge.seurat_to_anndata(obj))
+    annotated = r_bridge.write_annotations_to_seurat(obj, df.iloc[::-1], "other",
+                                                     misc={"note": "x"})
+    meta = _r("slot", annotated, "meta.data")
+    assert bool(_r("identical", meta.rx2("other_label_raw"), meta.rx2("clams_label_raw"))[0])
+    assert list(_r("levels", meta.rx2("other_label"))) == ["0", "1", UNKNOWN]
+    assert _r_list(_r("slot", annotated, "misc").rx2("other"))["note"][0] == "x"
+    assert "other" not in list(_r("names", _r("slot", annotated, "reductions")))
+    with pytest.raises(PyClamsInputError, match="other_label"):
+        r_bridge.write_annotations_to_seurat(annotated, df, "other")
 
 
-def test_import_pyclams_does_not_need_rpy2():
-    import subprocess
-    import sys
-    code = ("import sys; import pyclams, pyclams.r_bridge; "
-            "assert 'rpy2' not in sys.modules, 'rpy2 imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@needs_r
+@needs_seurat
 @pytest.mark.r
 def test_cli_annotates_rds(pbmc_rds, pbmc_model, tmp_path, capsys):
     from pyclams import cli
@@ -218,5 +284,4 @@ def test_cli_annotates_rds(pbmc_rds, pbmc_model, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(["annotate", str(out), "--model", str(model_dir), "-o", str(out),
                      "--quiet", "--overwrite"]) == 0
-    adata = r_bridge.seurat_to_anndata(r_bridge.read_rds(out))
-    assert {f"clams_{c}" for c in r_bridge.RESULT_COLUMNS} <= set(adata.obs.columns)
+    assert {f"clams_{f}" for f in RESULT_FIELDS} <= set(_meta(out).columns)
