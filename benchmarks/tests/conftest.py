@@ -16,9 +16,6 @@ for path in (HERE.parent, HERE):  # clams_benchmark, and this folder's helper mo
 
 
 @pytest.fixture(autouse=True)
-def _propagate_pyclams_logs():
-    """Let caplog see pyclams' log records."""
-    logger = logging.getLogger("pyclams")
-    logger.propagate = True
-    yield
-    logger.propagate = False
+def _propagate_pyclams_logs(monkeypatch):
+    """Let caplog see pyclams' log records (the package logger does not propagate)."""
+    monkeypatch.setattr(logging.getLogger("pyclams"), "propagate", True)
