@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,7 +40,9 @@ def test_bundled_pbmc_reference_annotates_pbmc3k():
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data folder not present")
 def test_shared_protocol_p5_log_data():
-    from pyclams.benchmark.protocols import load_protocol
+    # the shared protocols belong to the paper's benchmark (benchmarks/, not installed)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from clams_benchmark.protocols import load_protocol
     proto = load_protocol("P5", SHARED_DATA)
     model = CLAMS(**QUICK).fit(proto.ref, labels_key="cell_type", seed=0, verbose=False,
                                device="cpu")
