@@ -125,10 +125,8 @@ pyclams_available <- function() {
   }
   mod <- tryCatch(reticulate::import("pyclams"), error = function(e) e)
   if (inherits(mod, "error")) {
-    cli::cli_abort(c("The Python package {.pkg pyclams} failed to import in {.path {python}}.",
-                     x = "{conditionMessage(mod)}",
-                     i = "Fix: run {.code {fix}}, then restart R."),
-                   class = "pyclams_python_error", call = NULL)
+    .python_error("The Python package {.pkg pyclams} failed to import in {.path {python}}.",
+                  conditionMessage(mod), fix)
   }
   py_version <- as.character(mod$`__version__`)
   r_version <- as.character(utils::packageVersion("pyclams"))
@@ -141,10 +139,8 @@ pyclams_available <- function() {
   }
   bridge <- tryCatch(reticulate::import("pyclams.r_bridge"), error = function(e) e)
   if (inherits(bridge, "error")) {
-    cli::cli_abort(c("The Python package {.pkg pyclams} in {.path {python}} lacks the R bridge.",
-                     x = "{conditionMessage(bridge)}",
-                     i = "Fix: run {.code {fix}}, then restart R."),
-                   class = "pyclams_python_error", call = NULL)
+    .python_error("The Python package {.pkg pyclams} in {.path {python}} lacks the R bridge.",
+                  conditionMessage(bridge), fix)
   }
   .state$py <- list(pyclams = mod, bridge = bridge, result = reticulate::import("pyclams.result"),
                     python = python, version = py_version)
@@ -158,6 +154,11 @@ pyclams_available <- function() {
   py <- .clams_py()
   list(fields = as.character(unlist(py$result$RESULT_FIELDS)),
        unknown = as.character(py$result$UNKNOWN))
+}
+
+.python_error <- function(what, why, fix) {
+  cli::cli_abort(c(what, x = "{why}", i = "Fix: run {.code {fix}}, then restart R."),
+                 class = "pyclams_python_error", call = NULL, .envir = parent.frame())
 }
 
 # R links the system BLAS into the process with global symbols; torch's own (MKL) BLAS

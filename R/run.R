@@ -173,7 +173,8 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
   df
 }
 
-# The run's parameters (Misc(object, prefix) of a Seurat object).
+# The run's parameters (Misc(object, prefix) of a Seurat object); `labels.by` and `seed` only
+# when the model was trained here.
 .run_info <- function(plain, classes, settings, model.path, trained.here, labels.by) {
   info <- plain$info
   ood <- settings$ood
@@ -187,7 +188,7 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
        assay = settings$assay, layer = settings$layer, ood.fdr = ood$fdr,
        ood.method = ood$method, calibration = ood$calibration,
        min.confidence = ood$min_confidence, min.gene.overlap = settings$min.gene.overlap,
-       device = settings$device, seed = settings$seed, n.ood = as.integer(plain$n_ood),
+       device = settings$device, seed = if (trained.here) settings$seed, n.ood = as.integer(plain$n_ood),
        time = Sys.time())
 }
 

@@ -28,11 +28,8 @@ TrainCLAMS.SingleCellExperiment <- function(object, labels.by, layer = "counts",
                                             device = "auto", seed = 0, verbose = TRUE,
                                             .options = clams_options(), ...) {
   .check_dots(...)
-  labels <- .coldata_column(object, labels.by, "labels.by")
-  batches <- if (!is.null(batch.by)) .coldata_column(object, batch.by, "batch.by")
-  TrainCLAMS.default(.sce_matrix(object, layer), labels.by = labels, layer = layer,
-                     batch.by = batches, path = path, overwrite = overwrite, device = device,
-                     seed = seed, verbose = verbose, .options = .options)
+  .train_object(.sce_matrix(object, layer),
+                function(name, what) .coldata_column(object, name, what))
 }
 
 # ---------------------------------------------------------------------------- extract
@@ -74,18 +71,13 @@ TrainCLAMS.SingleCellExperiment <- function(object, labels.by, layer = "counts",
 # colData columns `<prefix>_<field>`, reducedDim `prefix`, metadata(object)[[prefix]].
 .write_sce_results <- function(object, results, prefix = "clams", overwrite = FALSE,
                                reduction = TRUE, info = attr(results, "clams")) {
-  fields <- attr(results, "fields")
-  .check_sce_clash(object, prefix, overwrite, reduction, fields)
-  cells <- colnames(object)
-  meta <- .prefixed_fields(results, fields, prefix, cells)
+  .check_sce_clash(object, prefix, overwrite, reduction, attr(results, "fields"))
+  meta <- .prefixed_fields(results, prefix, colnames(object))
+  emb <- if (reduction) .prefixed_embedding(results, prefix, colnames(object))
   cd <- SummarizedExperiment::colData(object)
   for (col in names(meta)) cd[[col]] <- meta[[col]]
   SummarizedExperiment::colData(object) <- cd
-  if (reduction) {
-    emb <- attr(results, "embedding")[cells, , drop = FALSE]
-    colnames(emb) <- paste0(.key(prefix), seq_len(ncol(emb)))
-    SingleCellExperiment::reducedDim(object, prefix) <- emb
-  }
+  if (reduction) SingleCellExperiment::reducedDim(object, prefix) <- emb
   md <- S4Vectors::metadata(object)
   md[[prefix]] <- info
   S4Vectors::metadata(object) <- md

@@ -26,11 +26,8 @@ TrainCLAMS.Seurat <- function(object, labels.by, assay = NULL, layer = "counts",
                               device = "auto", seed = 0, verbose = TRUE,
                               .options = clams_options(), ...) {
   .check_dots(...)
-  labels <- .seurat_column(object, labels.by, "labels.by")
-  batches <- if (!is.null(batch.by)) .seurat_column(object, batch.by, "batch.by")
-  TrainCLAMS.default(.seurat_matrix(object, assay, layer), labels.by = labels, layer = layer,
-                     batch.by = batches, path = path, overwrite = overwrite, device = device,
-                     seed = seed, verbose = verbose, .options = .options)
+  .train_object(.seurat_matrix(object, assay, layer),
+                function(name, what) .seurat_column(object, name, what))
 }
 
 # ---------------------------------------------------------------------------- extract
@@ -100,19 +97,12 @@ TrainCLAMS.Seurat <- function(object, labels.by, assay = NULL, layer = "counts",
 # object is returned changed only when everything succeeded.
 .write_seurat_results <- function(object, results, prefix = "clams", overwrite = FALSE,
                                   reduction = TRUE, info = attr(results, "clams")) {
-  fields <- attr(results, "fields")
-  .check_seurat_clash(object, prefix, overwrite, reduction, fields)
-  cells <- colnames(object)
-  meta <- .prefixed_fields(results, fields, prefix, cells)
-  emb <- attr(results, "embedding")
-  if (reduction && is.null(emb)) {
-    .input_error("The results hold no embedding: pass {.code reduction = FALSE}.")
-  }
+  .check_seurat_clash(object, prefix, overwrite, reduction, attr(results, "fields"))
+  meta <- .prefixed_fields(results, prefix, colnames(object))
+  emb <- if (reduction) .prefixed_embedding(results, prefix, colnames(object))
   assay <- info$assay %||% SeuratObject::DefaultAssay(object)
   object <- SeuratObject::AddMetaData(object, metadata = meta)
   if (reduction) {
-    emb <- emb[cells, , drop = FALSE]
-    colnames(emb) <- paste0(.key(prefix), seq_len(ncol(emb)))
     object[[prefix]] <- SeuratObject::CreateDimReducObject(
       embeddings = emb, key = .key(prefix), assay = assay,
       misc = list(model.id = info$model.id))
@@ -126,13 +116,23 @@ TrainCLAMS.Seurat <- function(object, labels.by, assay = NULL, layer = "counts",
 }
 
 # The result fields as columns `<prefix>_<field>`, one row per cell of `cells`, in that order.
-.prefixed_fields <- function(results, fields, prefix, cells) {
+.prefixed_fields <- function(results, prefix, cells) {
   if (!setequal(rownames(results), cells) || nrow(results) != length(cells)) {
     .input_error("The results must hold exactly one row per cell of the object ({length(cells)} cells, {nrow(results)} rows).")
   }
+  fields <- attr(results, "fields")
   out <- results[cells, fields, drop = FALSE]
   names(out) <- paste0(prefix, "_", fields)
   out
+}
+
+# The embedding, rows in the order of `cells`, columns `<key>1`, `<key>2`, ...
+.prefixed_embedding <- function(results, prefix, cells) {
+  emb <- attr(results, "embedding")
+  if (is.null(emb)) .input_error("The results hold no embedding: pass {.code reduction = FALSE}.")
+  emb <- emb[cells, , drop = FALSE]
+  colnames(emb) <- sprintf("%s%d", .key(prefix), seq_len(ncol(emb)))
+  emb
 }
 
 .key <- function(prefix) paste0(gsub("[^[:alnum:]]", "", prefix), "_")

@@ -85,6 +85,17 @@ TrainCLAMS.default <- function(object, labels.by, layer = "counts", batch.by = N
   .new_clams_model(path, py_model = fitted, device = device)
 }
 
+# The Seurat and SingleCellExperiment methods: TrainCLAMS.default on the matrix `m`, with the
+# labels (and batches) that `column(name, what)` reads from the object, and the method's other
+# arguments (its frame's variables of those names).
+.train_object <- function(m, column) {
+  args <- mget(c("labels.by", "layer", "batch.by", "path", "overwrite", "device", "seed",
+                 "verbose", ".options"), envir = parent.frame())
+  args$labels.by <- column(args$labels.by, "labels.by")
+  if (!is.null(args$batch.by)) args$batch.by <- column(args$batch.by, "batch.by")
+  do.call(TrainCLAMS.default, c(list(m), args))
+}
+
 # Python's is_log for a layer: TRUE for log-normalised values, NULL (detect) otherwise.
 .is_log <- function(layer) {
   if (identical(layer, "data") || identical(layer, "logcounts")) TRUE else NULL

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Test the R package: document check, R CMD build + R CMD check (no ERROR or WARNING allowed),
-# install, then the testthat suite against the repository's .venv (and the rpy2 bridge tests).
-# Run after scripts/setup.sh. Set PYCLAMS_SKIP_CHECK=1 to run only the tests.
+# Test the R package: R CMD build + R CMD check (no ERROR or WARNING allowed; the check runs the
+# testthat suite through tests/testthat.R against the repository's .venv), install, then the
+# rpy2 bridge tests. Run after scripts/setup.sh. Set PYCLAMS_SKIP_CHECK=1 to skip build and
+# check and run the testthat suite on the source tree instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
@@ -11,6 +12,7 @@ fi
 version=$(sed -n 's/^Version: *//p' DESCRIPTION)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+checked=0
 
 if [ "${PYCLAMS_SKIP_CHECK:-0}" != 1 ]; then
   echo "== R CMD build"
@@ -23,22 +25,28 @@ if [ "${PYCLAMS_SKIP_CHECK:-0}" != 1 ]; then
   [ -f tests/testthat.R ] && cp tests/testthat.R "$work/src/pyclams/tests/"
   (cd "$work" && R CMD build src/pyclams >build.log 2>&1) || { cat "$work/build.log"; exit 1; }
   echo "== R CMD check --no-manual"
+  rout="$work/pyclams.Rcheck/tests/testthat.Rout"
   if ! (cd "$work" && _R_CHECK_FORCE_SUGGESTS_=false \
         R CMD check --no-manual "pyclams_${version}.tar.gz" >check.log 2>&1); then
-    cat "$work/check.log"; exit 1
+    cat "$work/check.log"; [ -f "$rout.fail" ] && tail -n 60 "$rout.fail"; exit 1
   fi
   grep -E "^Status:" "$work/check.log"
   if grep -qE "^Status:.*(ERROR|WARNING)" "$work/check.log"; then
     cat "$work/check.log"; exit 1
   fi
   grep -E "NOTE" "$work/check.log" || true
+  echo "== testthat (run by R CMD check)"
+  grep -E "^\[ FAIL|^Duration" "$rout" || { echo "no testthat summary in $rout"; exit 1; }
+  checked=1
 fi
 
 echo "== R CMD INSTALL ."
 R CMD INSTALL --no-multiarch . >"$work/install.log" 2>&1 || { cat "$work/install.log"; exit 1; }
 
-echo "== testthat"
-Rscript -e 'res <- testthat::test_local(".", reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE); invisible(res)'
+if [ "$checked" != 1 ]; then
+  echo "== testthat"
+  Rscript -e 'res <- testthat::test_local(".", reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE); invisible(res)'
+fi
 
 if [ -x .venv/bin/python ]; then
   echo "== pytest tests/python/test_r_bridge.py"

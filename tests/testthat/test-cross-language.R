@@ -91,3 +91,43 @@ print("MODEL_ID", m.model_id)
   expect_true(any(grepl(paste("MODEL_ID", model$model.id), out, fixed = TRUE)))
   compare(q[[]], file.path(dir, "py_pred.csv"))
 })
+
+test_that("the rpy2 path (pyclams annotate Q.rds) writes what RunCLAMS writes", {
+  skip_if_no_pyclams()
+  skip_if_not_installed("Seurat")
+  skip_if_not_installed("SingleCellExperiment")
+  has_rpy2 <- tryCatch({
+    run_python("import rpy2.robjects, anndata2ri")
+    TRUE
+  }, error = function(e) FALSE)
+  skip_if_not(has_rpy2, "rpy2 / anndata2ri not available to Python")
+  dir <- withr::local_tempdir()
+  m <- tiny_model()
+  q <- SeuratObject::pbmc_small
+  saveRDS(q, file.path(dir, "q.rds"))
+  run_python('
+import sys
+from pyclams import r_bridge
+r_bridge.annotate_rds(sys.argv[1], sys.argv[2], sys.argv[3], ood_fdr=0.3)
+', file.path(dir, "q.rds"), file.path(dir, "out.rds"), m$path)
+  py <- readRDS(file.path(dir, "out.rds"))
+  r <- suppressWarnings(RunCLAMS(q, model = m, ood.fdr = 0.3, verbose = FALSE))
+  # the same columns, reduction, Misc keys and command log
+  expect_identical(colnames(py[[]]), colnames(r[[]]))
+  fields <- grep("^clams_", colnames(r[[]]), value = TRUE)
+  for (f in fields) expect_equal(py[[f]], r[[f]], tolerance = 1e-6)
+  expect_identical(SeuratObject::Reductions(py), SeuratObject::Reductions(r))
+  expect_equal(SeuratObject::Embeddings(py, "clams"), SeuratObject::Embeddings(r, "clams"),
+               tolerance = 1e-6)
+  info_py <- SeuratObject::Misc(py, "clams")
+  info_r <- SeuratObject::Misc(r, "clams")
+  expect_identical(names(info_py), names(info_r))
+  same <- setdiff(names(info_r), c("time", "device"))   # device: "auto" asked, "cpu" used
+  expect_identical(info_py[same], info_r[same])
+  expect_identical(names(py@commands), names(r@commands))
+  cmd_py <- py@commands[["RunCLAMS.RNA.clams"]]
+  cmd_r <- r@commands[["RunCLAMS.RNA.clams"]]
+  expect_identical(names(cmd_py@params), names(cmd_r@params))
+  expect_identical(cmd_py@params[names(cmd_py@params) != "device"],
+                   cmd_r@params[names(cmd_r@params) != "device"])
+})

@@ -61,3 +61,30 @@ test_that("pyclams_python() reports the choice without starting Python", {
   p <- pyclams_python()
   expect_named(p, c("python", "source", "initialized"))
 })
+
+test_that("the OOD settings are one checked object, sent to Python as OODOptions' dict", {
+  o <- pyclams:::.ood_options()
+  expect_s3_class(o, "clams_ood_options")
+  expect_identical(unclass(o), list(method = "conformal", fdr = 0.05, calibration = "class",
+                                    min_confidence = 0.5))
+  s <- pyclams:::.run_settings("data", 0.2, "cpu", 1, FALSE, "RNA", ood.method = "max_prob",
+                               min.confidence = 0.9, min.gene.overlap = 0.3)
+  expect_s3_class(s, "clams_run_settings")
+  expect_identical(unclass(s$ood), list(method = "max_prob", fdr = 0.2, calibration = "class",
+                                        min_confidence = 0.9))
+  expect_identical(s[c("layer", "assay", "min.gene.overlap", "device", "seed")],
+                   list(layer = "data", assay = "RNA", min.gene.overlap = 0.3, device = "cpu",
+                        seed = 1))
+  expect_identical(pyclams:::.run_settings(ood.fdr = NULL)$ood$fdr, 0.05)
+  run <- function(...) pyclams:::.run_settings(...)
+  expect_error(run(ood.fdr = 1.5), "ood.fdr", class = "pyclams_input_error")
+  expect_error(run(ood.fdr = 0), "ood.fdr")
+  expect_error(run(ood.method = "energy"), "ood.method")
+  expect_error(run(calibration = "global"), "calibration")
+  expect_error(run(min.confidence = 2), "min.confidence")
+  expect_error(run(min.gene.overlap = -1), "min.gene.overlap")
+  expect_error(run(bogus = 1), "bogus")
+  expect_error(run(1), "layer")
+  expect_error(run(device = 3), "device")
+  expect_error(run(seed = -1), "seed")
+})

@@ -56,3 +56,34 @@ test_that("RunCLAMS on a matrix returns a data frame; TrainCLAMS takes label vec
   expect_error(RunCLAMS(list(1), model = m), "matrix")
   expect_error(RunCLAMS(suppressMessages(unname(counts)), model = m), "gene names")
 })
+
+test_that("the Seurat and SCE methods write the matrix engine's result for the same cells", {
+  skip_if_no_pyclams()
+  skip_if_not_installed("SingleCellExperiment")
+  skip_if_not_installed("Seurat")
+  m <- tiny_model()
+  q <- SeuratObject::pbmc_small
+  df <- suppressWarnings(RunCLAMS(SeuratObject::GetAssayData(q, slot = "counts"), model = m,
+                                  verbose = FALSE))
+  fields <- attr(df, "fields")
+  expect_identical(fields, sub("^clams_", "", cols))        # Python's RESULT_FIELDS
+  so <- suppressWarnings(RunCLAMS(q, model = m, prefix = "x", verbose = FALSE))
+  sce <- suppressWarnings(RunCLAMS(Seurat::as.SingleCellExperiment(q), model = m,
+                                   prefix = "x", verbose = FALSE))
+  written <- list(seurat = so[[paste0("x_", fields)]],
+                  sce = as.data.frame(SummarizedExperiment::colData(sce))[paste0("x_", fields)])
+  for (w in written) {
+    expect_identical(rownames(w), rownames(df))
+    expect_identical(unname(as.list(w)), unname(as.list(df[fields])))
+  }
+  emb <- unname(attr(df, "embedding"))
+  expect_identical(unname(SeuratObject::Embeddings(so, "x")), emb)
+  expect_identical(unname(SingleCellExperiment::reducedDim(sce, "x")), emb)
+  info <- attr(df, "clams")
+  for (written_info in list(SeuratObject::Misc(so, "x"), S4Vectors::metadata(sce)$x)) {
+    expect_identical(names(written_info), names(info))
+    keep <- setdiff(names(info), c("assay", "time"))
+    expect_identical(written_info[keep], info[keep])
+  }
+  expect_identical(SeuratObject::Misc(so, "x")$assay, "RNA")
+})
