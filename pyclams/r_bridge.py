@@ -25,11 +25,8 @@ Examples
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +39,22 @@ from ._logging import logger
 from ._r_reticulate import (
     anndata_from_csc,
     anndata_parts,
-    as_str_list,
     fit_for_r,
     infer_for_r,
     new_model,
     plain_result,
 )
-from ._version import __version__
+from ._r_rpy2 import (
+    as_dgcmatrix,
+    call,
+    inherits,
+    pyclams_r,
+    r_console,
+    r_message,
+    r_namespace,
+    robjects,
+    to_r,
+)
 from .errors import PyClamsInputError
 from .result import RESULT_FIELDS, UNKNOWN, AnnotationResult
 
@@ -66,169 +72,6 @@ RESULT_COLUMNS = RESULT_FIELDS
 #: SingleCellExperiment assay of each Seurat slot / layer (``Seurat::as.SingleCellExperiment``)
 _SCE_ASSAY = {"counts": "counts", "data": "logcounts", "scale.data": "scaledata"}
 
-_R_STATE: dict[str, Any] = {}
-
-
-# ============================================================================ R, through rpy2
-def _robjects():
-    """rpy2's ``robjects``, imported on first use (R starts embedded in this process)."""
-    try:
-        import rpy2.rinterface as ri
-        import rpy2.robjects as ro
-    except ImportError as err:  # pragma: no cover - depends on the machine
-        raise ImportError(
-            "the R bridge needs rpy2 and R: pip install 'pyclams[r]' (rpy2>=3.5.2,<3.6, "
-            f"anndata2ri) and install R ({err})") from None
-    if not _R_STATE.get("endr_unregistered"):
-        # rpy2 ends R at exit; with reticulate loaded in the same R that can abort the
-        # process (both try to finalise Python), so let the OS clean up instead.
-        atexit.unregister(ri.endr)
-        _R_STATE["endr_unregistered"] = True
-    return ro
-
-
-def _r_namespace(package: str):
-    """The namespace of an R package (loaded on first use), as an rpy2 environment."""
-    ro = _robjects()
-    try:
-        with _r_console():
-            return ro.baseenv["loadNamespace"](package)
-    except Exception as err:  # rpy2's RRuntimeError  # noqa: BLE001
-        raise ImportError(f"the R package {package} cannot be loaded in the R that rpy2 uses "
-                          f"({_r_message(err)}); Debian: apt-get install "
-                          f"r-cran-{package.lower()} or r-bioc-{package.lower()}") from None
-
-
-def _pyclams_r():
-    """The namespace of the installed R package ``pyclams`` (it writes the results)."""
-    if "pyclams" not in _R_STATE:
-        ns = _r_namespace("pyclams")
-        version = str(_robjects().baseenv["getNamespaceVersion"](ns)[0])
-        if version.split(".")[:2] != __version__.split(".")[:2] or \
-                ".write_seurat_results" not in ns:
-            raise ImportError(f"the R package pyclams {version} does not match the Python "
-                              f"package {__version__}: install the matching one (from the "
-                              "repository: R CMD INSTALL .)")
-        _R_STATE["pyclams"] = ns
-    return _R_STATE["pyclams"]
-
-
-@contextlib.contextmanager
-def _r_console(lines: list[str] | None = None) -> Iterator[None]:
-    """R's console output to the debug log (and to ``lines``) while the block runs."""
-    from rpy2.rinterface_lib import callbacks
-
-    def write(text: str) -> None:
-        logger.debug("R: %s", text.rstrip())
-        if lines is not None:
-            lines.append(text)
-
-    saved = callbacks.consolewrite_print, callbacks.consolewrite_warnerror
-    callbacks.consolewrite_print = callbacks.consolewrite_warnerror = write
-    try:
-        yield
-    finally:
-        callbacks.consolewrite_print, callbacks.consolewrite_warnerror = saved
-
-
-def _r_message(err: Exception, console: list[str] | None = None) -> str:
-    """R's error message on one line, without R's decoration. An rlang (cli) error gives
-    rpy2 only its last line: the whole message is then taken from what R printed."""
-    text = "".join(console or [])
-    if "Error" not in text:
-        text = str(err)
-    text = text[text.find("Error"):] if "Error" in text else text
-    lines = [ln.strip().lstrip("!").strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln and "rlang::last_error()" not in ln]
-    msg = " ".join(lines)
-    if msg.startswith("Error in ") and " : " in msg:  # "Error in <call> : <message>"
-        return msg.split(" : ", 1)[1].strip()
-    return msg.removeprefix("Error:").removeprefix("Error :").strip()
-
-
-def _call(fn, *args, **kwargs):
-    """Call R function ``fn``; an R error becomes a :class:`PyClamsInputError` with R's
-    message (the R package's checks raise only input errors)."""
-    console: list[str] = []
-    with _r_console(console):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as err:  # rpy2's RRuntimeError  # noqa: BLE001
-            raise PyClamsInputError(_r_message(err, console)) from None
-
-
-def _inherits(robj, cls: str) -> bool:
-    return bool(_robjects().baseenv["inherits"](robj, cls)[0])
-
-
-def _to_r(value: Any):
-    """Plain Python data (dicts, lists, numpy arrays, scalars) as R values: what reticulate
-    would make of them (dicts -> named lists, 2-D arrays -> matrices)."""
-    import rpy2.rinterface as ri
-
-    ro = _robjects()
-    if value is None:
-        return ro.NULL
-    if isinstance(value, dict):
-        return ro.ListVector({str(k): _to_r(v) for k, v in value.items()})
-    arr = np.asarray(value)
-    if arr.dtype == object and arr.ndim == 1 and not all(isinstance(v, str) for v in arr):
-        return ro.baseenv["list"](*[_to_r(v) for v in value])
-    if arr.ndim == 2:
-        flat = np.asarray(arr, dtype=np.float64).ravel(order="F")
-        return ro.baseenv["matrix"](ri.FloatSexpVector.from_memoryview(memoryview(flat)),
-                                    nrow=arr.shape[0], ncol=arr.shape[1])
-    arr = arr.ravel()
-    if arr.dtype.kind == "b":
-        return ro.BoolVector([bool(v) for v in arr])
-    if arr.dtype.kind in "iu":
-        return ro.IntVector([int(v) for v in arr])
-    if arr.dtype.kind == "f":
-        return ri.FloatSexpVector.from_memoryview(memoryview(arr.astype(np.float64)))
-    return ro.StrVector([str(v) for v in arr])
-
-
-# ============================================================================ matrices
-def as_dgcmatrix(x: Any, genes: Any, cells: Any):
-    """A cells x genes matrix as an R ``dgCMatrix`` of genes x cells (rpy2 object).
-
-    Parameters
-    ----------
-    x
-        Cells x genes: a scipy sparse matrix (any format) or a dense numpy array.
-    genes, cells
-        Names of the columns and rows of ``x``: the row and column names in R.
-
-    Returns
-    -------
-    rpy2.robjects.RS4
-        ``Matrix::dgCMatrix`` (genes x cells, float64 values). The CSR arrays of the cells x
-        genes matrix are the CSC arrays of its transpose: sparse data are never made dense,
-        and the three arrays are copied into R once.
-    """
-    import rpy2.rinterface as ri
-
-    ro = _robjects()
-    csr = sp.csr_matrix(x, dtype=np.float64)
-    if csr is x or (sp.issparse(x) and csr.data is getattr(x, "data", None)):
-        csr = csr.copy()  # canonical form below sorts in place: leave the caller's matrix be
-    csr.sum_duplicates()
-    csr.sort_indices()
-    genes, cells = as_str_list(genes), as_str_list(cells)
-    if csr.shape != (len(cells), len(genes)):
-        raise PyClamsInputError(f"the matrix is {csr.shape[0]} cells x {csr.shape[1]} genes but "
-                                f"has {len(cells)} cell and {len(genes)} gene names")
-    if csr.nnz >= 2**31:
-        raise PyClamsInputError(f"{csr.nnz} non-zero values: more than a dgCMatrix holds")
-    _r_namespace("Matrix")
-    vec = {"i": ri.IntSexpVector.from_memoryview(memoryview(csr.indices.astype(np.int32))),
-           "p": ri.IntSexpVector.from_memoryview(memoryview(csr.indptr.astype(np.int32))),
-           "x": ri.FloatSexpVector.from_memoryview(memoryview(csr.data))}
-    dimnames = ro.baseenv["list"](ro.StrVector(genes), ro.StrVector(cells))
-    return _r_namespace("methods")["new"]("dgCMatrix", **vec,
-                                          Dim=ro.IntVector([len(genes), len(cells)]),
-                                          Dimnames=dimnames)
-
 
 # ============================================================================ .rds files
 def read_rds(path: str | os.PathLike):
@@ -236,13 +79,13 @@ def read_rds(path: str | os.PathLike):
     p = Path(path)
     if not p.exists():
         raise PyClamsInputError(f"{path}: no such file")
-    _r_namespace("SeuratObject")  # the classes of what the file holds
+    r_namespace("SeuratObject")  # the classes of what the file holds
     try:
-        with _r_console():
-            return _robjects().baseenv["readRDS"](str(p))
+        with r_console():
+            return robjects().baseenv["readRDS"](str(p))
     except Exception as err:  # rpy2's RRuntimeError  # noqa: BLE001
         raise PyClamsInputError(f"{path} cannot be read as an .rds file: "
-                                f"{_r_message(err)}") from None
+                                f"{r_message(err)}") from None
 
 
 def save_rds(robj, path: str | os.PathLike) -> Path:
@@ -253,7 +96,7 @@ def save_rds(robj, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
     try:
-        _call(_robjects().baseenv["saveRDS"], robj, tmp)
+        call(robjects().baseenv["saveRDS"], robj, tmp)
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
@@ -287,17 +130,17 @@ def seurat_to_anndata(robj, assay: str | None = "RNA", layer: str = "counts") ->
         ``obs``: ``meta.data`` (factors become categoricals; Seurat adds ``ident``);
         ``obsm["X_<name>"]``: each reduction's embeddings; ``uns["seurat"]``: assay and layer.
     """
-    if _inherits(robj, "Seurat"):
-        so = _r_namespace("SeuratObject")
+    if inherits(robj, "Seurat"):
+        so = r_namespace("SeuratObject")
         have = [str(a) for a in so["Assays"](robj)]
         used = assay or str(so["DefaultAssay"](robj)[0])
         if used not in have:
             raise PyClamsInputError(f"assay {used!r} not found; the object has {have}")
-        sce = _call(_r_namespace("Seurat")["as.SingleCellExperiment"], robj, assay=used)
-    elif _inherits(robj, "SingleCellExperiment"):
+        sce = call(r_namespace("Seurat")["as.SingleCellExperiment"], robj, assay=used)
+    elif inherits(robj, "SingleCellExperiment"):
         sce, used = robj, None
     else:
-        classes = list(_robjects().baseenv["class"](robj))
+        classes = list(robjects().baseenv["class"](robj))
         raise PyClamsInputError(f"expected a Seurat or SingleCellExperiment object, got {classes}")
     adata = _sce_to_anndata(sce, layer)
     adata.uns["seurat"] = {"assay": used, "layer": layer} if used else {"layer": layer}
@@ -311,13 +154,13 @@ def _sce_to_anndata(sce, layer: str) -> ad.AnnData:
         from rpy2.robjects.conversion import localconverter
     except ImportError as err:  # pragma: no cover
         raise ImportError("the conversion needs anndata2ri: pip install 'pyclams[r]'") from err
-    names = [str(n) for n in _r_namespace("SummarizedExperiment")["assayNames"](sce)]
+    names = [str(n) for n in r_namespace("SummarizedExperiment")["assayNames"](sce)]
     want = _SCE_ASSAY.get(layer, layer)
     if want not in names:
         raise PyClamsInputError(f"layer {layer!r} (assay {want!r}) is not in the object: it "
                                 f"has the assays {names}")
-    ro = _robjects()
-    with _r_console(), localconverter(anndata2ri.converter):
+    ro = robjects()
+    with r_console(), localconverter(anndata2ri.converter):
         adata = ro.conversion.rpy2py(sce)
     mats = dict(zip(names, [adata.X, *(adata.layers[n] for n in names[1:])], strict=True))
     seurat_name = {v: k for k, v in _SCE_ASSAY.items()}
@@ -348,7 +191,7 @@ def _obs_to_r(obs: pd.DataFrame):
         elif not pd.api.types.is_numeric_dtype(v.dtype):
             df[col] = [None if pd.isna(e) else str(e) for e in v.astype(object)]
     df.index = [str(i) for i in df.index]
-    ro = _robjects()
+    ro = robjects()
     with localconverter(ro.default_converter + pandas2ri.converter):
         return ro.conversion.py2rpy(df)
 
@@ -366,8 +209,8 @@ def anndata_to_seurat(adata: ad.AnnData, *, layer: str | None = None, assay: str
     if any("_" in g for g in adata.var_names):
         logger.warning("Seurat replaces '_' by '-' in gene names: some names will change")
     counts = as_dgcmatrix(x, adata.var_names, adata.obs_names)
-    meta = _obs_to_r(adata.obs) if adata.obs.shape[1] else _robjects().NULL
-    return _call(_r_namespace("SeuratObject")["CreateSeuratObject"], counts=counts,
+    meta = _obs_to_r(adata.obs) if adata.obs.shape[1] else robjects().NULL
+    return call(r_namespace("SeuratObject")["CreateSeuratObject"], counts=counts,
                  assay=assay, project=project, **{"meta.data": meta, "min.cells": 0,
                                                   "min.features": 0})
 
@@ -380,16 +223,16 @@ def _write_seurat(robj, result: AnnotationResult, prefix: str, *, overwrite: boo
     engine's data frame (``.as_results``) written by ``.write_seurat_results``, as
     ``RunCLAMS`` does. ``settings``: the run (R's ``.run_settings``), recorded in ``Misc``;
     else ``info`` is."""
-    pkg = _pyclams_r()
-    plain = _to_r(plain_result(result))
+    pkg = pyclams_r()
+    plain = to_r(plain_result(result))
     if settings is None:
-        results = _call(pkg[".as_results"], plain)
-        return _call(pkg[".write_seurat_results"], robj, results, prefix, overwrite,
-                     reduction, info=_to_r(info))
-    ro = _robjects()
+        results = call(pkg[".as_results"], plain)
+        return call(pkg[".write_seurat_results"], robj, results, prefix, overwrite,
+                     reduction, info=to_r(info))
+    ro = robjects()
     path = ro.StrVector([model_path if model_path else ro.NA_Character])
-    results = _call(pkg[".as_results"], plain, settings, **{"model.path": path})
-    return _call(pkg[".write_seurat_results"], robj, results, prefix, overwrite, reduction)
+    results = call(pkg[".as_results"], plain, settings, **{"model.path": path})
+    return call(pkg[".write_seurat_results"], robj, results, prefix, overwrite, reduction)
 
 
 def write_annotations_to_seurat(robj, df: pd.DataFrame, prefix: str = "clams", *,
@@ -420,7 +263,7 @@ def write_annotations_to_seurat(robj, df: pd.DataFrame, prefix: str = "clams", *
     missing = [c for c in RESULT_FIELDS if c not in df.columns]
     if missing:
         raise PyClamsInputError(f"df lacks the result column(s) {missing}")
-    cells = [str(c) for c in _robjects().baseenv["colnames"](robj)]
+    cells = [str(c) for c in robjects().baseenv["colnames"](robj)]
     idx = pd.Index([str(i) for i in df.index])
     if len(cells) != len(idx) or not idx.is_unique or set(cells) != set(idx):
         raise PyClamsInputError("df must hold exactly one row per cell of the Seurat object "
@@ -482,12 +325,12 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
         model_path = str(Path(model).resolve())
         model = CLAMS.load(model)
     robj = read_rds(in_rds)
-    if not _inherits(robj, "Seurat"):
+    if not inherits(robj, "Seurat"):
         raise PyClamsInputError(f"{in_rds} does not hold a Seurat object")
-    pkg = _pyclams_r()
+    pkg = pyclams_r()
     try:  # refuse before computing, as RunCLAMS does
-        _call(pkg[".check_seurat_clash"], robj, prefix, overwrite, reduction,
-              fields=_to_r(list(RESULT_FIELDS)))
+        call(pkg[".check_seurat_clash"], robj, prefix, overwrite, reduction,
+              fields=to_r(list(RESULT_FIELDS)))
     except PyClamsInputError as err:
         raise PyClamsInputError(f"{err} (Python: overwrite=True; command line: "
                                 "--overwrite)") from None
@@ -501,8 +344,8 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
     if kwargs.get("min_gene_overlap") is None:
         kwargs["min_gene_overlap"] = 0.5
     result = model.infer(adata, ood=ood, **kwargs)
-    settings = _call(pkg[".run_settings"], layer=layer, device=str(model.device),
-                     seed=_robjects().NULL, verbose=False, assay=adata.uns["seurat"]["assay"],
+    settings = call(pkg[".run_settings"], layer=layer, device=str(model.device),
+                     seed=robjects().NULL, verbose=False, assay=adata.uns["seurat"]["assay"],
                      **{"ood.fdr": ood.fdr, "ood.method": ood.method,
                         "calibration": ood.calibration, "min.confidence": ood.min_confidence,
                         "min.gene.overlap": float(kwargs["min_gene_overlap"])})

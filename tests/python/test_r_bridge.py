@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pyclams import r_bridge
+from pyclams import _r_rpy2, r_bridge
 from pyclams.errors import PyClamsInputError
 from pyclams.result import RESULT_FIELDS, UNKNOWN
 
@@ -29,7 +29,7 @@ def _has_r(*packages: str) -> bool:
         return False
     try:
         for p in packages:
-            r_bridge._r_namespace(p)
+            _r_rpy2.r_namespace(p)
     except Exception:  # noqa: BLE001 - any failure to start R means: skip
         return False
     return True
@@ -130,7 +130,7 @@ def test_no_r_code_in_python_strings():
 # ----------------------------------------------------------------------------- rpy2 side
 def _r(name: str, *args, **kwargs):
     """Call an R function of base / utils / methods by name."""
-    return r_bridge._robjects().r[name](*args, **kwargs)
+    return _r_rpy2.robjects().r[name](*args, **kwargs)
 
 
 @needs_r
@@ -160,8 +160,8 @@ def test_as_dgcmatrix_from_sparse_and_dense():
 @pytest.fixture(scope="module")
 def pbmc_rds(tmp_path_factory):
     path = tmp_path_factory.mktemp("rds") / "pbmc_small.rds"
-    ro = r_bridge._robjects()
-    r_bridge._r_namespace("SeuratObject")
+    ro = _r_rpy2.robjects()
+    _r_rpy2.r_namespace("SeuratObject")
     ro.r["saveRDS"](ro.baseenv["::"]("SeuratObject", "pbmc_small"), str(path))
     return path
 
@@ -203,7 +203,7 @@ def test_rds_round_trip_keeps_counts_names_and_metadata(pbmc_rds, tmp_path):
     out = r_bridge.save_rds(back, tmp_path / "back.rds")
     assert [p.name for p in tmp_path.iterdir()] == ["back.rds"]   # no temporary file left
     b = r_bridge.read_rds(out)
-    so = r_bridge._r_namespace("SeuratObject")
+    so = _r_rpy2.r_namespace("SeuratObject")
     counts = [so["GetAssayData"](o, slot="counts") for o in (obj, b)]
     assert bool(_r("identical", *counts)[0])
     assert list(_r("colnames", obj)) == list(_r("colnames", b))
@@ -239,7 +239,7 @@ def test_annotate_rds_writes_what_runclams_writes(pbmc_rds, pbmc_model, tmp_path
     assert misc["model.id"][0] == pbmc_model.model_id and misc["ood.fdr"][0] == 0.3
     assert misc["assay"][0] == "RNA" and misc["n.ood"][0] == int(df["is_ood"].sum())
     assert "RunCLAMS.RNA.clams" in list(_r("names", _r("slot", o, "commands")))
-    so = r_bridge._r_namespace("SeuratObject")
+    so = _r_rpy2.r_namespace("SeuratObject")
     counts = [so["GetAssayData"](x, slot="counts") for x in (o, r_bridge.read_rds(pbmc_rds))]
     assert bool(_r("identical", *counts)[0])
 
