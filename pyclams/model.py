@@ -22,13 +22,13 @@ import torch
 from . import io
 from ._config import build_config
 from ._logging import logger
-from ._settings import resolve_device, seed_everything
+from ._settings import resolve_device
 from ._version import __version__
-from .data.checks import check_labels
 from .data.preprocess import CLIP
-from .data.space import GeneSpace, HarmonySpace
+from .data.space import GeneSpace
+from .ebm.generate import draw_cells
 from .ebm.losses import PRESETS, GenerativeLossConfig
-from .ebm.sgld import SGLDConfig, resolve_step_size, sgld_sample
+from .ebm.sgld import SGLDConfig, resolve_step_size
 from .errors import PyClamsInputError
 from .nn.build import NetworkConfig, build_network
 from .nn.inference import logits_and_embedding
@@ -38,7 +38,7 @@ from .ood.options import OODOptions
 from .result import UNKNOWN, AnnotationResult
 from .training.history import History
 from .training.objectives import Objective
-from .training.split import stratified_split
+from .training.reference import prepare_reference
 from .training.trainer import TrainConfig, Trainer, evaluate_logits
 
 __all__ = ["CLAMS", "NetworkConfig", "UNKNOWN"]
@@ -181,48 +181,34 @@ class CLAMS:
         tcfg = TrainConfig(**{**self.train_config.to_dict(),
                               **({"max_epochs": max_epochs} if max_epochs else {}),
                               **({"batch_size": batch_size} if batch_size else {})})
-        labels = check_labels(adata, labels_key)
-        labelled = labels.notna().to_numpy()
-        ref = adata[labelled] if not labelled.all() else adata
-        space, features = GeneSpace.fit(ref, layer=layer, is_log=is_log,
-                                        n_top_genes=self.n_top_genes, batch_key=batch_key)
-        seed_everything(seed)
-        if integrate == "harmony":
-            space, features = HarmonySpace.fit_joint(space, features, ref, query,
-                                                     query_layer=query_layer,
-                                                     batch_key=batch_key, n_pcs=n_pcs,
-                                                     seed=seed)
-        self.space = space
-        y_str = labels[labelled].to_numpy().astype(str)
-        self.classes = sorted(pd.unique(y_str).tolist())
-        y = pd.Categorical(y_str, categories=self.classes).codes.astype(np.int64)
-        self.class_counts = {c: int(n) for c, n in zip(self.classes, np.bincount(y), strict=True)}
-        train_idx, val_idx, test_idx = stratified_split(
-            y, val_fraction=tcfg.val_fraction, test_fraction=tcfg.test_fraction,
-            rng=np.random.default_rng(seed))
-
-        def base_batches():
-            for rows, x in features.batches(4096, subset=train_idx):
-                yield x.numpy(), y[rows]
-        self.net = build_network(self.network_config, n_features=features.n_features,
-                                 n_classes=len(self.classes), n_train=len(train_idx),
-                                 base_batches=base_batches, feature_scale=space.feature_scale)
+        ref = prepare_reference(adata, labels_key=labels_key, layer=layer, is_log=is_log,
+                                n_top_genes=self.n_top_genes, batch_key=batch_key,
+                                integrate=integrate, query=query, query_layer=query_layer,
+                                n_pcs=n_pcs, val_fraction=tcfg.val_fraction,
+                                test_fraction=tcfg.test_fraction, seed=seed)
+        self.space, self.classes, self.class_counts = ref.space, ref.classes, ref.class_counts
+        self.net = build_network(self.network_config, n_features=ref.features.n_features,
+                                 n_classes=len(ref.classes), n_train=len(ref.train_idx),
+                                 base_batches=ref.base_batches,
+                                 feature_scale=ref.space.feature_scale)
         logger.info("training %s on %d cells (%d train / %d val / %d test), %d classes, %d "
-                    "features, device %s", self.preset, len(y), len(train_idx), len(val_idx),
-                    len(test_idx), len(self.classes), features.n_features, device_)
-        trainer = Trainer(self.net, features, y, train_idx=train_idx, val_idx=val_idx,
+                    "features, device %s", self.preset, len(ref.y), len(ref.train_idx),
+                    len(ref.val_idx), len(ref.test_idx), len(ref.classes),
+                    ref.features.n_features, device_)
+        trainer = Trainer(self.net, ref.features, ref.y, train_idx=ref.train_idx,
+                          val_idx=ref.val_idx,
                           n_classes=len(self.classes), train=tcfg, gen=self.gen_config,
                           sgld=self.sgld_config, device=device_, seed=seed,
                           feature_clip=CLIP, objectives=self.objectives, verbose=verbose)
         self.history_ = trainer.fit()
         self.device = device_
-        self._calibrate(features, y, val_idx, test_idx)
-        self.class_means = features.class_means(y, train_idx, len(self.classes))
+        self._calibrate(ref.features, ref.y, ref.val_idx, ref.test_idx)
+        self.class_means = ref.features.class_means(ref.y, ref.train_idx, len(ref.classes))
         self.train_config = tcfg
         self.fit_params = {"labels_key": labels_key, "layer": layer, "batch_key": batch_key,
-                           "seed": seed, "integrate": integrate, "n_cells": int(len(y)),
-                           "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-                           "n_test": int(len(test_idx)), "sgld_step_size": trainer.step_size}
+                           "seed": seed, "integrate": integrate, "n_cells": int(len(ref.y)),
+                           "n_train": int(len(ref.train_idx)), "n_val": int(len(ref.val_idx)),
+                           "n_test": int(len(ref.test_idx)), "sgld_step_size": trainer.step_size}
         if self.history_.diverged:
             logger.warning("this run DIVERGED at epoch %s (%s); the weights of epoch %s are kept",
                            self.history_.divergence_epoch, self.history_.divergence_reason,
@@ -329,24 +315,16 @@ class CLAMS:
         self._require_fitted()
         if n < 1:
             raise PyClamsInputError("n must be at least 1")
-        rng = np.random.default_rng(seed)
-        if label is not None:
-            if label not in self.classes:
-                raise PyClamsInputError(f"label {label!r} is not a class of this model "
-                                        f"{self.classes}")
-            ys = np.full(n, self.classes.index(label))
-        else:
-            share = np.array([self.class_counts[c] for c in self.classes], dtype=float)
-            ys = rng.choice(len(self.classes), size=n, p=share / share.sum())
-        x0 = self.class_means[ys] + init_noise * rng.standard_normal(
-            (n, self.class_means.shape[1])).astype(np.float32)
-        y_t = torch.as_tensor(ys, device=self.device) if label is not None else None
-        x = sgld_sample(self.net, torch.from_numpy(x0.astype(np.float32)).to(self.device),
-                        step_size=step_size or resolve_step_size(
-                            self.net, self.sgld_config.step_size),
-                        noise=self.sgld_config.noise if noise is None else noise,
-                        n_steps=n_steps, y=y_t, clip=CLIP,
-                        generator=torch.Generator().manual_seed(seed)).cpu().numpy()
+        if label is not None and label not in self.classes:
+            raise PyClamsInputError(f"label {label!r} is not a class of this model "
+                                    f"{self.classes}")
+        share = np.array([self.class_counts[c] for c in self.classes], dtype=float)
+        x, ys = draw_cells(
+            self.net, self.class_means, share, n,
+            label=None if label is None else self.classes.index(label), n_steps=n_steps,
+            step_size=step_size or resolve_step_size(self.net, self.sgld_config.step_size),
+            noise=self.sgld_config.noise if noise is None else noise, init_noise=init_noise,
+            clip=CLIP, seed=seed, device=self.device)
         obs = pd.DataFrame({"label": pd.Categorical(np.asarray(self.classes, dtype=object)[ys],
                                                     categories=self.classes)},
                            index=[f"generated_{i}" for i in range(n)])
