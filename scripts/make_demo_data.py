@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import scanpy as sc
 
-from pyclams.benchmark.protocols import pbmc_sorted_to_3k
+# the shared protocols belong to the benchmark (benchmarks/clams_benchmark, not installed)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from clams_benchmark.protocols import pbmc_sorted_to_3k  # noqa: E402
 
 
 def top_variable(adata, n):
