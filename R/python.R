@@ -151,9 +151,12 @@ pyclams_available <- function() {
 # are `<prefix>_<field>`, as Python's are `<key_added>_<field>`), and the label of cells
 # flagged OOD.
 .schema <- function() {
-  py <- .clams_py()
-  list(fields = as.character(unlist(py$result$RESULT_FIELDS)),
-       unknown = as.character(py$result$UNKNOWN))
+  if (is.null(.state$schema)) {
+    py <- .clams_py()
+    .state$schema <- list(fields = as.character(unlist(py$result$RESULT_FIELDS)),
+                          unknown = as.character(py$result$UNKNOWN))
+  }
+  .state$schema
 }
 
 .python_error <- function(what, why, fix) {

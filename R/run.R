@@ -173,23 +173,24 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
   df
 }
 
-# The run's parameters (Misc(object, prefix) of a Seurat object); `labels.by` and `seed` only
-# when the model was trained here.
+# The run's parameters (Misc(object, prefix) of a Seurat object); `labels.by` (a column name,
+# not a matrix reference's label vector) and `seed` only when the model was trained here.
 .run_info <- function(plain, classes, settings, model.path, trained.here, labels.by) {
   info <- plain$info
   ood <- settings$ood
+  if (!trained.here || !is.character(labels.by) || length(labels.by) != 1L) labels.by <- NULL
   list(model.id = as.character(info$model_id), model.path = model.path,
        pyclams.version = as.character(info$pyclams_version),
        r.version = as.character(utils::packageVersion("pyclams")),
        preset = as.character(info$preset), classes = classes, trained.here = trained.here,
-       labels.by = if (trained.here) labels.by,
+       labels.by = labels.by,
        gene.overlap = as.numeric(info$gene_overlap),
        n.calibration = as.integer(info$n_calibration), diverged = as.logical(info$diverged),
        assay = settings$assay, layer = settings$layer, ood.fdr = ood$fdr,
        ood.method = ood$method, calibration = ood$calibration,
        min.confidence = ood$min_confidence, min.gene.overlap = settings$min.gene.overlap,
-       device = settings$device, seed = if (trained.here) settings$seed, n.ood = as.integer(plain$n_ood),
-       time = Sys.time())
+       device = settings$device, seed = if (trained.here) settings$seed,
+       n.ood = as.integer(plain$n_ood), time = Sys.time())
 }
 
 # The warning about too few calibration cells, and the summary line.

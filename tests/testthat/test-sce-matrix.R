@@ -52,6 +52,14 @@ test_that("RunCLAMS on a matrix returns a data frame; TrainCLAMS takes label vec
   m3 <- TrainCLAMS(counts[, keep], labels.by = lab_na, verbose = FALSE,
                    .options = tiny_options())
   expect_identical(sum(m3$class.counts), sum(keep) - 3L)
+  # a matrix reference: labels are a vector, not recorded in the run's parameters
+  trained <- suppressWarnings(RunCLAMS(counts, reference = counts[, keep],
+                                       labels.by = labels[keep], verbose = FALSE,
+                                       .options = tiny_options()))
+  info <- attr(trained, "clams")
+  expect_true(info$trained.here)
+  expect_null(info$labels.by)
+  expect_identical(info$seed, 0)
   expect_error(TrainCLAMS(counts, labels.by = labels[1:5]), "one label per cell")
   expect_error(RunCLAMS(list(1), model = m), "matrix")
   expect_error(RunCLAMS(suppressMessages(unname(counts)), model = m), "gene names")
