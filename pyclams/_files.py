@@ -17,6 +17,12 @@ from pathlib import Path
 from .errors import PyClamsInputError
 
 
+def os_error_text(err: BaseException, limit: int = 200) -> str:
+    """The reason of an I/O error on one short line (h5py's messages span several)."""
+    text = " ".join(str(getattr(err, "strerror", None) or err).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def umask_mode(mode: int = 0o666) -> int:
     """``mode`` with the process's umask applied."""
     mask = os.umask(0)
@@ -42,14 +48,14 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
                                     dir=out.parent)
         os.close(fd)
     except OSError as err:
-        raise PyClamsInputError(f"cannot write {out}: {err.strerror or err}") from None
+        raise PyClamsInputError(f"cannot write {out}: {os_error_text(err)}") from None
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, umask_mode())
         os.replace(tmp, out)
     except OSError as err:
-        raise PyClamsInputError(f"cannot write {out}: {err.strerror or err}; nothing was "
+        raise PyClamsInputError(f"cannot write {out}: {os_error_text(err)}; nothing was "
                                 "written") from None
     finally:
         with contextlib.suppress(OSError):

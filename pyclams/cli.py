@@ -8,14 +8,48 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from ._files import atomic_path
+from ._files import atomic_path, os_error_text
 from ._logging import logger
 from ._version import __version__
 from .ebm.losses import PRESETS
 from .errors import PyClamsInputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+    return parse
+
+
+def _share(*, open_ends: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        ok = 0 < value < 1 if open_ends else 0 <= value <= 1
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"must be in {'(0, 1)' if open_ends else '[0, 1]'}, not {value}")
+        return value
+    return parse
 
 
 def _read_h5ad(path: str, *, assay: str | None = None, layer: str = "counts"):
@@ -27,12 +61,23 @@ def _read_h5ad(path: str, *, assay: str | None = None, layer: str = "counts"):
     if p.suffix.lower() == ".rds":
         from . import r_bridge
         return r_bridge.seurat_to_anndata(r_bridge.read_rds(p), assay=assay, layer=layer)
-    if p.suffix != ".h5ad":
+    if p.suffix.lower() != ".h5ad":
         raise PyClamsInputError(f"{path}: expected an .h5ad or .rds file")
+    if p.is_dir():
+        raise PyClamsInputError(f"{path} is a directory, not an .h5ad file")
     try:
         return ad.read_h5ad(p)
-    except OSError as err:
+    except (OSError, KeyError, ValueError) as err:
         raise PyClamsInputError(f"{path} cannot be read as h5ad: {err}") from None
+
+
+def _check_output_file(path: str, suffix: str) -> None:
+    """Refuse an output that cannot be written, before any work is done."""
+    out = Path(path)
+    if out.is_dir():
+        raise PyClamsInputError(f"-o {path} is a directory; give a {suffix} file name")
+    if out.suffix.lower() != suffix:
+        raise PyClamsInputError(f"-o {path}: the output must be a {suffix} file")
 
 
 def _is_rds(path: str) -> bool:
@@ -40,7 +85,9 @@ def _is_rds(path: str) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .io import check_model_target
     from .model import CLAMS
+    check_model_target(args.output, overwrite=args.overwrite)  # before any training
     ref = _read_h5ad(args.reference, assay=args.assay)
     query = None
     if args.integrate == "harmony":
@@ -77,10 +124,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         print(df["label"].value_counts().to_string())
         print(f"-> {args.output}")
         return 0
+    _check_output_file(args.output, ".h5ad")
     query = _read_h5ad(args.query)
     model.annotate(query, key_added=args.key_added, layer=args.layer, is_log=args.is_log,
                    ood_fdr=args.ood_fdr, ood_method=args.ood_method,
-                   calibration=args.calibration, min_gene_overlap=args.min_gene_overlap)
+                   calibration=args.calibration, min_gene_overlap=args.min_gene_overlap,
+                   overwrite=args.overwrite)
     with atomic_path(args.output) as tmp:
         query.write_h5ad(tmp, compression="gzip")
     counts = query.obs[f"{args.key_added}_label"].value_counts()
@@ -90,7 +139,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .metrics import evaluate_annotated
+    from .result import evaluate_annotated
 
     adata = _read_h5ad(args.annotated)
     ood = [c.strip() for c in args.ood_classes.split(",")] if args.ood_classes else None
@@ -125,9 +174,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyclams", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="pyclams", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pyclams {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p, *, device=True):
         p.add_argument("--quiet", action="store_true", help="no progress bar or log")
@@ -146,15 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-key", required=True, help="obs column with cell types")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--preset", default="clams", choices=sorted(PRESETS))
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_whole(1), default=None, help="maximum epochs")
+    p.add_argument("--batch-size", type=_whole(2), default=None)
+    p.add_argument("--seed", type=_whole(0), default=0)
     p.add_argument("--layer", default=None, help="layer with counts (default X)")
     p.add_argument("--batch-key", default=None, help="obs column with batches")
-    p.add_argument("--n-top-genes", type=int, default=2000)
+    p.add_argument("--n-top-genes", type=_whole(1), default=2000)
     p.add_argument("--integrate", choices=["harmony"], default=None)
     p.add_argument("--query", default=None, help="query .h5ad (for --integrate harmony)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a model in OUTPUT")
     p.add_argument("--assay", default=None, help="Seurat assay of an .rds input (default: "
                    "the object's default assay)")
     bool_log(p)
@@ -167,16 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="annotated .h5ad to write (.rds for an .rds query: meta.data columns, "
                         "a reduction and misc entry named KEY_ADDED)")
-    p.add_argument("--ood-fdr", type=float, default=0.05)
+    p.add_argument("--ood-fdr", type=_share(open_ends=True), default=0.05)
     p.add_argument("--ood-method", choices=["conformal", "max_prob"], default="conformal")
     p.add_argument("--calibration", choices=["class", "pooled"], default="class")
-    p.add_argument("--min-gene-overlap", type=float, default=0.5)
+    p.add_argument("--min-gene-overlap", type=_share(open_ends=False), default=0.5)
     p.add_argument("--key-added", default="clams")
     p.add_argument("--layer", default=None,
                    help="layer (h5ad) or Seurat slot/layer (.rds: counts [default] or data)")
     p.add_argument("--assay", default=None, help="Seurat assay of an .rds query")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace existing KEY_ADDED_* columns of an .rds query")
+                   help="replace existing KEY_ADDED_* fields of the query (else an error)")
     bool_log(p)
     common(p)
     p.set_defaults(func=cmd_annotate)
@@ -192,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train, annotate and evaluate on the bundled data")
     p.add_argument("-o", "--output", default="pyclams_demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_whole(0), default=0)
     common(p)
     p.set_defaults(func=cmd_demo)
 
@@ -205,13 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad option (one line, status 2)
+        return int(done.code or 0)
     if getattr(args, "quiet", False):
         logger.setLevel(logging.WARNING)
+    if hasattr(signal, "SIGXFSZ"):
+        # past a file-size limit, a write fails with an error (handled: the target is kept)
+        # instead of the process being killed half-way
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         return args.func(args)
     except PyClamsInputError as err:
         print(f"pyclams {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read or write the operating system refused
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"pyclams {args.command}: error: {os_error_text(err)}{where}", file=sys.stderr)
         return 2
 
 

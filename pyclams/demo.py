@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from . import pl
+from ._files import atomic_path
 from .data.demo import LABELS_KEY, demo_query, demo_reference
-from .metrics import evaluate_annotated
 from .model import CLAMS
+from .result import evaluate_annotated
 
 DEMO_EPOCHS = 25
 
@@ -30,7 +31,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, device: str = "auto",
                         max_epochs=DEMO_EPOCHS)
     model.save(out / "model", overwrite=True)
     model.annotate(query)
-    query.write_h5ad(out / "demo_query_annotated.h5ad", compression="gzip")
+    with atomic_path(out / "demo_query_annotated.h5ad") as tmp:
+        query.write_h5ad(tmp, compression="gzip")
     report = evaluate_annotated(query, truth_key=LABELS_KEY)
     truth = query.obs[LABELS_KEY].astype(str)
     is_id = truth.isin(model.classes).to_numpy()

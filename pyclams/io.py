@@ -47,14 +47,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from ._files import umask_mode
+from ._files import os_error_text, umask_mode
 from ._version import __version__
 from .data.space import space_from_config
 from .ebm.losses import PRESETS, GenerativeLossConfig
-from .errors import ModelFormatError
+from .errors import ModelFormatError, PyClamsInputError
 from .nn.build import network_from_config
 from .ood.calibrator import Calibrator
 from .training.history import History
@@ -100,6 +100,20 @@ def write_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, np
     and genes in the network's order) are also stored in the checksummed weights file, so that
     a reordered ``config.json`` is caught at load.
     """
+    out = check_model_target(path, overwrite=overwrite)
+    try:
+        return _write_model_dir(out, config, tensors, names)
+    except (OSError, SafetensorError) as err:
+        raise PyClamsInputError(f"cannot write the model to {out}: {os_error_text(err)}; "
+                                "nothing was changed there") from None
+
+
+def check_model_target(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """``path`` as a place a model can be saved to (checked before any training).
+
+    Errors: a file, a non-empty directory that holds no model, a model without
+    ``overwrite``, a place where nothing can be created.
+    """
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ModelFormatError(f"{out} exists and is not a directory")
@@ -110,6 +124,19 @@ def write_model_dir(path: str | os.PathLike, config: dict, tensors: dict[str, np
         if not overwrite:
             raise ModelFormatError(f"{out} already holds a model; pass overwrite=True to "
                                    "replace it")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:  # the only sure test: create (and remove) something there
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as err:
+        raise PyClamsInputError(f"cannot write the model to {out}: {os_error_text(err)} in "
+                                f"{parent}") from None
+    return out
+
+
+def _write_model_dir(out: Path, config: dict, tensors: dict[str, np.ndarray],
+                     names: dict[str, list[str]] | None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -1,21 +1,18 @@
 """Evaluation metrics: accuracy, macro-F1, calibration (ECE) and OOD AUROC.
 
 All functions take plain arrays and are free of scikit-learn so that they can be checked against
-hand-computed values. :func:`evaluate_annotated` reads an AnnData annotated by pyclams.
+hand-computed values. (:func:`pyclams.result.evaluate_annotated` reads an AnnData annotated by pyclams.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .errors import PyClamsInputError
-
 __all__ = ["accuracy", "macro_f1", "ece", "reliability", "auroc", "ood_recall_at_id_rate",
-           "rejected_shares", "annotation_report", "evaluate_annotated"]
+           "rejected_shares", "annotation_report"]
 
 
 def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
@@ -110,12 +107,15 @@ def ood_recall_at_id_rate(score: Sequence[float], is_id: Sequence[bool], *,
 
 
 def rejected_shares(rejected: Sequence[bool], is_ood: Sequence[bool]) -> dict[str, float]:
-    """Share of OOD cells rejected (wanted high) and of ID cells rejected (wanted low)."""
+    """Share of OOD cells rejected (wanted high), of ID cells rejected (wanted low), and the
+    realised false discovery rate: the share of ID cells among the rejected ones (NaN when
+    nothing is rejected)."""
     r = np.asarray(rejected, dtype=bool)
     o = np.asarray(is_ood, dtype=bool)
     return {
         "ood_rejected": float(r[o].mean()) if o.any() else float("nan"),
         "id_rejected": float(r[~o].mean()) if (~o).any() else float("nan"),
+        "realised_fdr": float((~o[r]).mean()) if r.any() else float("nan"),
     }
 
 
@@ -145,35 +145,3 @@ def annotation_report(truth: Sequence, predicted: Sequence, confidence: Sequence
         shares = rejected_shares(rejected, ~is_id)
         out.update(shares)
     return out
-
-
-def evaluate_annotated(adata: ad.AnnData, *, truth_key: str, key_added: str = "clams",
-                       ood_classes: list[str] | None = None) -> dict:
-    """Metrics of an AnnData annotated by pyclams (``key_added``) against ``obs[truth_key]``.
-
-    ID cells are those whose true type is a model class (or, with ``ood_classes``, all cells
-    whose type is not listed there). Adds ``accuracy_with_rejection`` (ID cells whose final
-    label, "unknown" included, is right) to :func:`annotation_report`'s keys.
-    """
-    if truth_key not in adata.obs.columns:
-        raise PyClamsInputError(f"truth_key {truth_key!r} is not a column of obs")
-    need = [f"{key_added}_{c}" for c in ("label", "label_raw", "confidence", "log_px",
-                                         "is_ood")]
-    missing = [c for c in need if c not in adata.obs.columns]
-    if missing or key_added not in adata.uns:
-        raise PyClamsInputError(f"no pyclams annotation with key {key_added!r} (missing "
-                                f"{missing or ['uns']}); run `pyclams annotate` first")
-    truth = adata.obs[truth_key].astype(str).to_numpy()
-    classes = list(adata.uns[key_added]["classes"])
-    known = classes if not ood_classes else sorted(set(truth) - set(ood_classes))
-    obs = adata.obs
-    report = annotation_report(
-        truth, obs[f"{key_added}_label_raw"].astype(str).to_numpy(),
-        obs[f"{key_added}_confidence"].to_numpy(), known_labels=known,
-        ood_scores={"log_px": obs[f"{key_added}_log_px"].to_numpy(),
-                    "max_p": obs[f"{key_added}_confidence"].to_numpy()},
-        rejected=obs[f"{key_added}_is_ood"].to_numpy(dtype=bool))
-    is_id = np.isin(truth, known)
-    lab = obs[f"{key_added}_label"].astype(str).to_numpy()
-    report["accuracy_with_rejection"] = float(np.mean(lab[is_id] == truth[is_id]))
-    return report

@@ -24,6 +24,7 @@ from ._config import build_config
 from ._logging import logger
 from ._settings import resolve_device
 from ._version import __version__
+from .data.checks import check_anndata
 from .data.preprocess import CLIP
 from .data.space import GeneSpace
 from .ebm.generate import draw_cells
@@ -35,7 +36,7 @@ from .nn.inference import logits_and_embedding
 from .nn.resnet import ResNetMLP
 from .ood.calibrator import Calibrator
 from .ood.options import OODOptions
-from .result import UNKNOWN, AnnotationResult
+from .result import UNKNOWN, AnnotationResult, check_key_added
 from .training.history import History
 from .training.objectives import Objective
 from .training.reference import prepare_reference
@@ -177,10 +178,11 @@ class CLAMS:
             raise PyClamsInputError("integrate='harmony' needs the query: pass query=")
         if batch_key is not None and batch_key not in adata.obs.columns:
             raise PyClamsInputError(f"batch_key {batch_key!r} is not a column of adata.obs")
+        check_anndata(adata, what="the reference")
         device_ = resolve_device(device)
-        tcfg = TrainConfig(**{**self.train_config.to_dict(),
-                              **({"max_epochs": max_epochs} if max_epochs else {}),
-                              **({"batch_size": batch_size} if batch_size else {})})
+        overrides = {k: v for k, v in (("max_epochs", max_epochs), ("batch_size", batch_size))
+                     if v is not None}
+        tcfg = build_config(TrainConfig, {**self.train_config.to_dict(), **overrides}, "train")
         ref = prepare_reference(adata, labels_key=labels_key, layer=layer, is_log=is_log,
                                 n_top_genes=self.n_top_genes, batch_key=batch_key,
                                 integrate=integrate, query=query, query_layer=query_layer,
@@ -243,6 +245,9 @@ class CLAMS:
         ``min_confidence``, which take precedence (defaults: conformal, 0.05, class, 0.5).
         """
         self._require_fitted()
+        check_anndata(adata, what="the query")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise PyClamsInputError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
         opts = OODOptions.from_kwargs(ood, ood_method=ood_method, ood_fdr=ood_fdr,
                                       calibration=calibration, min_confidence=min_confidence)
         features, overlap = self.space.transform(adata, layer=layer, is_log=is_log,
@@ -276,7 +281,7 @@ class CLAMS:
         return self.infer(adata, **kwargs).to_frame()
 
     def annotate(self, adata: ad.AnnData, *, key_added: str = "clams", copy: bool = False,
-                 **kwargs) -> ad.AnnData | None:
+                 overwrite: bool = False, **kwargs) -> ad.AnnData | None:
         """Annotate ``adata`` in place (or a copy), scanpy style.
 
         Writes, with ``k = key_added``: ``obs[k_label]`` (categorical type; ``"unknown"`` for
@@ -289,13 +294,14 @@ class CLAMS:
         ``uns[k]`` (model id, pyclams version, classes, gene overlap, the run's parameters).
         See :mod:`pyclams.result`.
 
-        All results are computed before anything is written: on error ``adata`` is unchanged.
-        Keyword arguments are those of :meth:`infer`. Returns the annotated copy when
-        ``copy=True``, else None.
+        Fields that exist already are an error unless ``overwrite=True``. All results are
+        computed before anything is written: on error ``adata`` is unchanged. Keyword arguments
+        are those of :meth:`infer`. Returns the annotated copy when ``copy=True``, else None.
         """
+        check_key_added(key_added)
         result = self.infer(adata, **kwargs)
         target = adata.copy() if copy else adata
-        result.write(target, key_added=key_added)
+        result.write(target, key_added=key_added, overwrite=overwrite)
         logger.info("annotated %d cells: %d (%.1f%%) flagged OOD", result.n_cells,
                     result.n_ood, 100 * result.n_ood / max(1, result.n_cells))
         return target if copy else None
@@ -313,8 +319,14 @@ class CLAMS:
         model the variables are the corrected PCs. ``obs["label"]`` is the starting class.
         """
         self._require_fitted()
-        if n < 1:
-            raise PyClamsInputError("n must be at least 1")
+        for name, value in (("n", n), ("n_steps", n_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PyClamsInputError(f"{name} must be a whole number >= 1, not {value!r}")
+        for name, value in (("step_size", step_size), ("noise", noise),
+                            ("init_noise", init_noise)):
+            if value is not None and not (isinstance(value, int | float) and value >= 0
+                                          and np.isfinite(value)):
+                raise PyClamsInputError(f"{name} must be a non-negative number, not {value!r}")
         if label is not None and label not in self.classes:
             raise PyClamsInputError(f"label {label!r} is not a class of this model "
                                     f"{self.classes}")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PyClamsInputError
+from .metrics import annotation_report
 
 #: the label of cells flagged as a type the reference lacks
 UNKNOWN = "unknown"
@@ -146,10 +147,47 @@ class AnnotationResult:
             clash += [f"obsm[{k}_{f}]" for f in MATRIX_FIELDS if f"{k}_{f}" in adata.obsm]
             clash += [f"uns[{k}]"] if k in adata.uns else []
             if clash:
-                raise PyClamsInputError(f"adata already has {', '.join(clash)}; pass "
-                                        "overwrite=True or another key_added")
+                more = f" and {len(clash) - 2} more" if len(clash) > 2 else ""
+                raise PyClamsInputError(f"adata already has {', '.join(clash[:2])}{more}; pass "
+                                        "overwrite=True (CLI: --overwrite) or another "
+                                        "key_added")
         for name, values in self._columns().items():
             adata.obs[f"{k}_{name}"] = values
         adata.obsm[f"{k}_probabilities"] = np.asarray(self.probabilities, dtype=np.float32)
         adata.obsm[f"{k}_embedding"] = np.asarray(self.embedding, dtype=np.float32)
         adata.uns[k] = self.uns_entry()
+
+
+def evaluate_annotated(adata: ad.AnnData, *, truth_key: str, key_added: str = "clams",
+                       ood_classes: list[str] | None = None) -> dict:
+    """Metrics of an AnnData annotated by pyclams (``key_added``) against ``obs[truth_key]``.
+
+    ID cells are those whose true type is a model class (or, with ``ood_classes``, all cells
+    whose type is not listed there). Adds ``accuracy_with_rejection`` (ID cells whose final
+    label, "unknown" included, is right) to :func:`annotation_report`'s keys.
+    """
+    if truth_key not in adata.obs.columns:
+        raise PyClamsInputError(f"truth_key {truth_key!r} is not a column of obs")
+    need = result_columns(key_added)
+    missing = [c for c in need if c not in adata.obs.columns]
+    if missing or key_added not in adata.uns:
+        raise PyClamsInputError(f"no pyclams annotation with key {key_added!r} (missing "
+                                f"{missing or ['uns']}); run `pyclams annotate` first")
+    truth = adata.obs[truth_key].astype(str).to_numpy()
+    classes = list(adata.uns[key_added]["classes"])
+    absent = sorted(set(ood_classes or []) - set(truth))
+    if absent:
+        raise PyClamsInputError(f"OOD class(es) {absent} do not occur in obs[{truth_key!r}]; "
+                                f"its types are {sorted(set(truth))[:20]}")
+    known = classes if not ood_classes else sorted(set(truth) - set(ood_classes))
+    obs = adata.obs
+    report = annotation_report(
+        truth, obs[f"{key_added}_label_raw"].astype(str).to_numpy(),
+        obs[f"{key_added}_confidence"].to_numpy(), known_labels=known,
+        ood_scores={"log_px": obs[f"{key_added}_log_px"].to_numpy(),
+                    "max_p": obs[f"{key_added}_confidence"].to_numpy()},
+        rejected=obs[f"{key_added}_is_ood"].to_numpy(dtype=bool))
+    is_id = np.isin(truth, known)
+    lab = obs[f"{key_added}_label"].astype(str).to_numpy()
+    report["accuracy_with_rejection"] = float(np.mean(lab[is_id] == truth[is_id]))
+    return report

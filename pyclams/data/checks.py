@@ -19,20 +19,47 @@ InputKind = Literal["counts", "log"]
 
 #: largest value still read as log-normalised (log1p of CP10k stays below ~12, log2 CPM below ~20)
 LOG_MAX_VALUE = 30.0
+#: log1p of counts per 10,000 reaches at least ~4.6 in any cell (a gene at 1% of its counts);
+#: log-normalised data whose largest value stays below this were most likely logged twice
+TWICE_LOGGED_MAX = 3.0
+
+
+def check_anndata(adata, *, what: str = "adata") -> ad.AnnData:
+    """``adata`` if it is an AnnData with at least one cell and one gene."""
+    if not isinstance(adata, ad.AnnData):
+        hint = (" (wrap it: anndata.AnnData(X, obs=..., var=...), with cells as rows and gene "
+                "names as var_names)" if isinstance(adata, np.ndarray | pd.DataFrame)
+                or sp.issparse(adata) else "")
+        raise PyClamsInputError(f"{what} must be an AnnData object, not "
+                                f"{type(adata).__name__}{hint}")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise PyClamsInputError(f"{what} has {adata.n_obs} cells and {adata.n_vars} genes; "
+                                "there is nothing to work on")
+    return adata
 
 
 def get_matrix(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix | np.ndarray:
-    """Return ``adata.X`` or ``adata.layers[layer]`` (no copy), with a clear error if absent."""
-    if not isinstance(adata, ad.AnnData):
-        raise PyClamsInputError(f"expected an AnnData object, got {type(adata).__name__}")
+    """Return ``adata.X`` or ``adata.layers[layer]``, with a clear error if absent.
+
+    A backed AnnData's matrix is read into memory (sparse stays sparse); float16 values are
+    read as float32. Otherwise no copy is made.
+    """
+    check_anndata(adata)
     if layer is None:
         if adata.X is None:
             raise PyClamsInputError("adata.X is empty; pass layer= to use a layer instead")
-        return adata.X
-    if layer not in adata.layers:
+        x = adata.X
+    elif layer not in adata.layers:
         raise PyClamsInputError(
             f"layer {layer!r} not found; adata.layers has {sorted(adata.layers.keys()) or 'none'}")
-    return adata.layers[layer]
+    else:
+        x = adata.layers[layer]
+    if not (sp.issparse(x) or isinstance(x, np.ndarray)):
+        # backed mode: an on-disk sparse dataset (to_memory) or an h5py dataset
+        x = x.to_memory() if hasattr(x, "to_memory") else np.asarray(x[()])
+    if x.dtype == np.float16:
+        x = x.astype(np.float32)
+    return x
 
 
 def _sample_values(x, max_values: int = 200_000) -> np.ndarray:
@@ -99,6 +126,11 @@ def detect_input_kind(x, *, is_log: bool | None = None, what: str = "adata.X") -
         return "counts"
     if looks_integer:
         return "counts"
+    if vmax < TWICE_LOGGED_MAX:
+        raise PyClamsInputError(
+            f"{what} looks log-transformed twice: its largest value is {vmax:.3g}, while "
+            "log1p of counts per 10,000 reaches 5 or more; pass the raw counts or the "
+            "once-logged values (is_log=True uses these values as they are)")
     if vmax <= LOG_MAX_VALUE:
         return "log"
     raise PyClamsInputError(
@@ -108,6 +140,7 @@ def detect_input_kind(x, *, is_log: bool | None = None, what: str = "adata.X") -
 
 def check_names(adata: ad.AnnData) -> None:
     """Error on duplicated gene or cell names."""
+    check_anndata(adata)
     if not adata.var_names.is_unique:
         dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
         raise PyClamsInputError(

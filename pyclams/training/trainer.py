@@ -65,6 +65,21 @@ class TrainConfig:
     max_abs_energy: float = 1e4
     max_loss: float = 1e4
 
+    def __post_init__(self):
+        for name in ("max_epochs", "batch_size", "min_steps_per_epoch", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) \
+                or self.min_epochs < 0:
+            raise ValueError(f"min_epochs must be a whole number >= 0, not {self.min_epochs!r}")
+        if not (self.lr > 0 and self.weight_decay >= 0):
+            raise ValueError("lr must be positive and weight_decay non-negative")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("val_fraction and test_fraction must be in [0, 1) with a sum "
+                             "below 1")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

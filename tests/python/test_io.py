@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pyclams import CLAMS, load
-from pyclams.errors import ModelFormatError
+from pyclams.errors import ModelFormatError, PyClamsInputError
 
 
 def test_round_trip_gives_identical_predictions(trained_model, query, tmp_path):
@@ -119,7 +119,7 @@ def test_a_failed_save_keeps_the_previous_model(trained_model, tmp_path, monkeyp
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(io, "save_file", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(PyClamsInputError, match="No space left on device; nothing was changed"):
         trained_model.save(d, overwrite=True)
     assert {f.name: f.read_bytes() for f in d.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["m"]

@@ -40,7 +40,11 @@ def test_ood_recall_at_id_rate():
 
 def test_rejected_shares_and_report():
     s = metrics.rejected_shares([True, False, True, False], [True, True, False, False])
-    assert s == {"ood_rejected": 0.5, "id_rejected": 0.5}
+    # rejected: one OOD and one ID cell -> half of the rejected are ID cells
+    assert s == {"ood_rejected": 0.5, "id_rejected": 0.5, "realised_fdr": 0.5}
+    s = metrics.rejected_shares([True, True, True, False], [True, True, False, False])
+    assert s["realised_fdr"] == pytest.approx(1 / 3)
+    assert np.isnan(metrics.rejected_shares([False, False], [True, False])["realised_fdr"])
     rep = metrics.annotation_report(["a", "b", "x"], ["a", "a", "a"], [0.9, 0.6, 0.7],
                                     known_labels=["a", "b"], ood_scores={"s": [3, 2, 1]},
                                     rejected=[False, False, True])
