@@ -322,5 +322,6 @@ def load_model(cls: type, path: str | os.PathLike, *, device: torch.device) -> A
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFormatError(f"{path} is not a consistent pyclams model: {err}") from None
     model.device = device
+    model.path_ = str(Path(path).resolve())
     model.net.to(device).eval()
     return model

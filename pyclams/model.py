@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import anndata as ad
@@ -105,6 +106,8 @@ class CLAMS:
         self.metrics_: dict[str, Any] = {}
         self.fit_params: dict[str, Any] = {}
         self.device = torch.device("cpu")
+        #: the model directory this model was loaded from or last saved to (None: neither)
+        self.path_: str | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -352,6 +355,7 @@ class CLAMS:
         """Write the model directory (``model.safetensors`` + ``config.json``; no pickle)."""
         self._require_fitted()
         io.save_model(self, path, overwrite=overwrite)
+        self.path_ = str(Path(path).resolve())
         logger.info("model saved to %s", path)
 
     @classmethod

@@ -320,10 +320,9 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
     from .model import CLAMS
     from .ood.options import OODOptions
 
-    model_path = None
     if not isinstance(model, CLAMS):
-        model_path = str(Path(model).resolve())
         model = CLAMS.load(model)
+    model_path = model.path_
     robj = read_rds(in_rds)
     if not inherits(robj, "Seurat"):
         raise PyClamsInputError(f"{in_rds} does not hold a Seurat object")
