@@ -9,7 +9,6 @@ in :mod:`pyclams.io`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from .ebm.generate import draw_cells
 from .ebm.losses import PRESETS, GenerativeLossConfig
 from .ebm.sgld import SGLDConfig, resolve_step_size
 from .errors import PyClamsInputError
-from .nn.build import NetworkConfig, build_network
+from .nn.build import NetworkConfig, build_network, weights_id
 from .nn.inference import logits_and_embedding
 from .nn.resnet import ResNetMLP
 from .ood.calibrator import Calibrator
@@ -136,11 +135,7 @@ class CLAMS:
     def model_id(self) -> str:
         """Short hash of the weights: the same id means the same model."""
         self._require_fitted()
-        h = hashlib.sha256()
-        for k, v in sorted(self.net.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
+        return weights_id(self.net)
 
     # ------------------------------------------------------------------ training
     def fit(self, adata: ad.AnnData, *, labels_key: str, layer: str | None = None,
@@ -322,14 +317,6 @@ class CLAMS:
         model the variables are the corrected PCs. ``obs["label"]`` is the starting class.
         """
         self._require_fitted()
-        for name, value in (("n", n), ("n_steps", n_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PyClamsInputError(f"{name} must be a whole number >= 1, not {value!r}")
-        for name, value in (("step_size", step_size), ("noise", noise),
-                            ("init_noise", init_noise)):
-            if value is not None and not (isinstance(value, int | float) and value >= 0
-                                          and np.isfinite(value)):
-                raise PyClamsInputError(f"{name} must be a non-negative number, not {value!r}")
         if label is not None and label not in self.classes:
             raise PyClamsInputError(f"label {label!r} is not a class of this model "
                                     f"{self.classes}")

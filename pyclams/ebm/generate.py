@@ -6,7 +6,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import PyClamsInputError
 from .sgld import sgld_sample
+
+
+def check_generation_settings(*, n: int, n_steps: int, step_size: float | None,
+                              noise: float | None, init_noise: float) -> None:
+    """One clear error for a count that is not a positive whole number or a step size or
+    noise that is not a non-negative number."""
+    for name, value in (("n", n), ("n_steps", n_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PyClamsInputError(f"{name} must be a whole number >= 1, not {value!r}")
+    for name, value in (("step_size", step_size), ("noise", noise), ("init_noise", init_noise)):
+        if value is not None and not (isinstance(value, int | float) and value >= 0
+                                      and np.isfinite(value)):
+            raise PyClamsInputError(f"{name} must be a non-negative number, not {value!r}")
 
 
 def draw_cells(net: nn.Module, class_means: np.ndarray, class_share: np.ndarray, n: int, *,
@@ -19,6 +33,8 @@ def draw_cells(net: nn.Module, class_means: np.ndarray, class_share: np.ndarray,
     ``class_share``) plus Gaussian noise of sd ``init_noise``, then climb f(x)[label]
     (class-conditional) or log p(x) (``label=None``) for ``n_steps`` SGLD steps.
     """
+    check_generation_settings(n=n, n_steps=n_steps, step_size=step_size, noise=noise,
+                              init_noise=init_noise)
     rng = np.random.default_rng(seed)
     if label is not None:
         ys = np.full(n, label)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 from ..errors import PyClamsInputError
 from .base_measure import BASES
@@ -53,6 +55,15 @@ def build_network(cfg: NetworkConfig, *, n_features: int, n_classes: int, n_trai
     if cfg.base == "class_gaussian":
         net.base.fit(base_batches, feature_scale=feature_scale, shrinkage=cfg.base_shrinkage)
     return net
+
+
+def weights_id(net: torch.nn.Module) -> str:
+    """16 hex digits of a hash of the network's weights: the same id means the same model."""
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def network_from_config(cfg: dict) -> ResNetMLP:
