@@ -3,8 +3,8 @@
 
 `%||%` <- function(x, y) if (is.null(x)) y else x
 
-.input_error <- function(message, ...) {
-  cli::cli_abort(message, ..., class = "pyclams_input_error", call = NULL,
+.input_error <- function(message, ..., class = NULL) {
+  cli::cli_abort(message, ..., class = c(class, "pyclams_input_error"), call = NULL,
                  .envir = parent.frame())
 }
 
@@ -84,12 +84,50 @@
   extra
 }
 
-.check_dimnames <- function(m, what = "the expression matrix") {
+# The one check of an expression matrix given to RunCLAMS / TrainCLAMS (`what` names it in
+# the messages): cells and genes, names on both sides, unique cell names, and genes as rows.
+# `genes`: gene names it should hold (a model's genes, a reference's rows; `genes.of` says
+# whose), to tell a transposed matrix; `n.labels`: the number of labels given for its cells.
+.check_matrix <- function(m, what = "The expression matrix", genes = NULL, n.labels = NULL,
+                          genes.of = "the model") {
+  if (ncol(m) == 0L) .input_error("{what} has 0 cells: there is nothing to work on.")
+  if (nrow(m) == 0L) .input_error("{what} has 0 genes: there is nothing to work on.")
   if (is.null(rownames(m)) || is.null(colnames(m))) {
-    .input_error("{what} needs gene names (rows) and cell names (columns).")
+    .input_error("{what} needs gene names (rows) and cell names (columns); set {.code rownames()} and {.code colnames()}.")
   }
-  if (anyDuplicated(colnames(m))) .input_error("{what} has duplicated cell names.")
+  why <- .looks_transposed(m, genes, n.labels, genes.of)
+  if (!is.null(why)) {
+    .input_error("{what} looks transposed ({nrow(m)} rows x {ncol(m)} columns; {why}): genes must be rows and cells columns; pass its transpose {.code t()}.")
+  }
+  dup <- anyDuplicated(colnames(m))
+  if (dup) {
+    .input_error("{what} has duplicated cell names (e.g. {.val {colnames(m)[dup]}}); make them unique first, e.g. with {.code make.unique()}.")
+  }
   invisible(m)
+}
+
+# A cells x genes matrix given for a genes x cells one: the expected genes are found among
+# the column names rather than the row names, or the labels count the rows, or the row names
+# look like cell barcodes (runs of 8 or more A/C/G/T) and the column names do not. Returns
+# the reason, or NULL.
+.looks_transposed <- function(m, genes = NULL, n.labels = NULL, genes.of = "the model") {
+  if (length(genes)) {
+    in_rows <- sum(rownames(m) %in% genes)
+    in_cols <- sum(colnames(m) %in% genes)
+    if (in_cols > in_rows) {
+      return(sprintf("%d genes of %s are among its column names, %d among its row names",
+                     in_cols, genes.of, in_rows))
+    }
+    if (in_rows > 0L) return(NULL)
+  }
+  if (!is.null(n.labels) && n.labels == nrow(m) && n.labels != ncol(m)) {
+    return(sprintf("%d labels, one per row", n.labels))
+  }
+  barcodes <- function(x) mean(grepl("[ACGT]{8,}", utils::head(x, 1000L)))
+  if (barcodes(rownames(m)) > 0.5 && barcodes(colnames(m)) < 0.5) {
+    return("its row names look like cell barcodes")
+  }
+  NULL
 }
 
 # Refuse (before anything is computed) to replace the columns `<prefix>_<field>` or a
@@ -102,12 +140,10 @@
   if (overwrite) return(invisible())
   clash <- intersect(paste0(prefix, "_", fields %||% .schema()$fields), columns)
   if (length(clash)) {
-    .input_error(c("The {where} already has {qty(length(clash))}column{?s} {.val {clash}}.",
-                   i = "Pass {.code overwrite = TRUE} to replace them, or choose another {.arg prefix}."))
+    .input_error("The {where} already has {qty(length(clash))}column{?s} {.val {clash}}: pass {.code overwrite = TRUE} to replace {qty(length(clash))}{?it/them}, or choose another {.arg prefix}.")
   }
   if (reduction && prefix %in% reductions) {
-    .input_error(c("A reduction named {.val {prefix}} exists already.",
-                   i = "Pass {.code overwrite = TRUE}, {.code reduction = FALSE} or another {.arg prefix}."))
+    .input_error("A reduction named {.val {prefix}} exists already: pass {.code overwrite = TRUE}, {.code reduction = FALSE} or another {.arg prefix}.")
   }
   invisible()
 }

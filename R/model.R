@@ -36,7 +36,37 @@
     missing <- names(bad)[bad]
     .input_error("{.file {file}} has no valid {qty(length(missing))}field{?s} {.field {missing}}.")
   }
+  why <- .config_inconsistency(cfg)
+  if (!is.null(why)) {
+    .input_error("{.file {file}}: {why}; the model directory is inconsistent (was {.file config.json} edited?).")
+  }
   cfg
+}
+
+# What in a config.json contradicts the rest of it, or NULL: the classes and genes R shows
+# against the network's outputs and inputs, unique names, a positive temperature. (Python
+# checks them against the weights too, at load: pyclams.io.check_consistency.)
+.config_inconsistency <- function(cfg) {
+  classes <- cfg$classes$name
+  genes <- cfg$preprocess$genes
+  net <- cfg$network
+  temp <- cfg$calibration$temperature
+  n_out <- net$n_classes
+  n_in <- net$n_input
+  if (!is.character(classes) || anyNA(classes) || anyDuplicated(classes)) {
+    "class names must be unique strings"
+  } else if (anyDuplicated(genes)) {
+    "gene names are not unique"
+  } else if (!is.null(n_out) && !identical(as.numeric(n_out), as.numeric(length(classes)))) {
+    sprintf("%d classes but the network has %s outputs", length(classes), format(n_out))
+  } else if (is.null(cfg$integration) && !is.null(n_in) &&
+             !identical(as.numeric(n_in), as.numeric(length(genes)))) {
+    sprintf("%d genes but the network has %s inputs", length(genes), format(n_in))
+  } else if (!is.null(cfg$calibration) &&
+             !(is.numeric(temp) && length(temp) == 1L && is.finite(temp) && temp > 0)) {
+    sprintf("calibration temperature must be a positive number, not %s",
+            if (is.null(temp)) "null" else format(temp))
+  }
 }
 
 .new_clams_model <- function(path, py_model = NULL, device = "auto") {
@@ -68,7 +98,7 @@
     }
     py <- .clams_py()
     cache$py <- .py_try(py$pyclams$CLAMS$load(model$path, device = device),
-                        what = "Cannot load the model.")
+                        what = "Cannot load the model")
     cache$device <- device
   }
   cache$py
@@ -78,7 +108,11 @@
 #'
 #' `LoadCLAMS()` reads a model directory written by [TrainCLAMS()], [SaveCLAMS()] or the
 #' Python package (`CLAMS.save()` / `pyclams train`) and checks it in Python (format
-#' version, SHA-256 of the weights). `SaveCLAMS()` copies a model's directory to `path`.
+#' version, SHA-256 of the weights, and that `config.json` agrees with them: an edited list
+#' of classes or genes, or a temperature that is not positive, is refused). `SaveCLAMS()`
+#' copies a model's directory to `path`: into a temporary directory beside it, renamed into
+#' place only when complete (an error leaves a previous model at `path` intact and nothing
+#' half-written), with the permissions of the user's umask.
 #'
 #' @param path Model directory.
 #' @param device Device on which the model runs (`"auto"`, `"cpu"`, `"cuda"`).
@@ -116,30 +150,65 @@ SaveCLAMS <- function(model, path, overwrite = FALSE) {
   .check_flag(overwrite, "overwrite")
   dest <- normalizePath(path, winslash = "/", mustWork = FALSE)
   if (identical(dest, model$path)) return(invisible(model))
-  if (file.exists(dest) && !dir.exists(dest)) {
-    .input_error("{.path {path}} exists and is not a directory.")
+  if (!dir.exists(model$path)) {
+    .input_error("The model directory {.path {model$path}} no longer exists.")
   }
-  if (file.exists(file.path(dest, "config.json")) && !overwrite) {
-    .input_error("{.path {path}} already holds a model; pass {.code overwrite = TRUE} to replace it.")
-  }
-  dir.create(dest, recursive = TRUE, showWarnings = FALSE)
-  files <- c("model.safetensors", "config.json")  # weights first, config last (as Python)
-  for (f in files) {
-    src <- file.path(model$path, f)
-    if (!file.exists(src)) {
-      .input_error("{.path {model$path}} is incomplete: {.file {f}} is missing.")
-    }
-    if (!file.copy(src, file.path(dest, f), overwrite = TRUE, copy.date = TRUE) ||
-        !identical(unname(tools::md5sum(src)), unname(tools::md5sum(file.path(dest, f))))) {
-      cli::cli_abort("Copying {.file {f}} to {.path {dest}} failed.", call = NULL)
-    }
-  }
+  .check_model_target(dest, overwrite)
+  .copy_model_dir(model$path, dest)
   out <- .new_clams_model(dest)
   if (is.environment(model$.cache) && !is.null(model$.cache$py)) {
     out$.cache$py <- model$.cache$py
     out$.cache$device <- model$.cache$device
   }
   invisible(out)
+}
+
+# Whether a model can be written to `path` (checked before any training or copying), by
+# Python's rule (pyclams.io.check_model_target): not a file, not a non-empty directory that
+# holds no model, a model only with `overwrite`, and a place where something can be created.
+.check_model_target <- function(path, overwrite = FALSE) {
+  .py_try(.clams_py()$io$check_model_target(path, overwrite = overwrite))
+  invisible(path)
+}
+
+# The files of a model directory, in the order they are written (weights first).
+.model_files <- c("model.safetensors", "config.json")
+
+# Copy the model directory `src` to `dest` as Python writes one (pyclams.io.write_model_dir):
+# into a temporary directory beside `dest`, renamed into place only when complete, so that an
+# error leaves any model at `dest` as it was and nothing half-written; the files get the
+# user's umask (not the source's mode).
+.copy_model_dir <- function(src, dest) {
+  parent <- dirname(dest)
+  fail <- function(why) {
+    .input_error("Cannot write the model to {.path {dest}}: {why}; nothing was changed there.")
+  }
+  tmp <- tempfile(paste0(".", basename(dest), ".tmp-"), tmpdir = parent)
+  on.exit(unlink(tmp, recursive = TRUE), add = TRUE)
+  dir.create(parent, recursive = TRUE, showWarnings = FALSE)
+  if (!dir.create(tmp, showWarnings = FALSE)) fail(paste("cannot create a directory in", parent))
+  for (f in .model_files) {
+    from <- file.path(src, f)
+    to <- file.path(tmp, f)
+    ok <- file.exists(from) && !dir.exists(from) && file.copy(from, to) &&
+      identical(unname(tools::md5sum(from)), unname(tools::md5sum(to)))
+    if (!ok) fail(sprintf("copying %s of %s failed", f, src))
+    Sys.chmod(to, "666", use_umask = TRUE)
+  }
+  Sys.chmod(tmp, "777", use_umask = TRUE)
+  rename <- function(from, to) suppressWarnings(file.rename(from, to))
+  if (!dir.exists(dest)) {
+    if (!rename(tmp, dest)) fail("cannot rename the copy into place")
+    return(invisible(dest))
+  }
+  old <- tempfile(paste0(".", basename(dest), ".old-"), tmpdir = parent)
+  if (!rename(dest, old)) fail("cannot move the previous model aside")
+  if (!rename(tmp, dest)) {
+    rename(old, dest)
+    fail("cannot rename the copy into place")
+  }
+  unlink(old, recursive = TRUE)
+  invisible(dest)
 }
 
 #' @rdname LoadCLAMS

@@ -35,7 +35,9 @@
 #'   \item the virtualenv `r-pyclams` created by [install_pyclams()];
 #'   \item whatever reticulate finds by itself.
 #' }
-#' Once Python has started in an R session it cannot be changed (restart R).
+#' A path given by rule 1 or 2 that does not exist is an error (of class
+#' `pyclams_python_error`). Once Python has started in an R session it cannot be changed
+#' (restart R).
 #'
 #' `pyclams_python()` tells which interpreter will be (or is) used without starting it;
 #' `pyclams_available()` tells whether the Python package can be imported (and starts Python).
@@ -52,17 +54,34 @@ pyclams_python <- function() {
     return(list(python = reticulate::py_config()$python, source = "running",
                 initialized = TRUE))
   }
+  .configured_python()
+}
+
+# The rules of pyclams_python() before Python starts. A Python named by RETICULATE_PYTHON or
+# options(pyclams.python) that does not exist is an error here, before reticulate tries it.
+.configured_python <- function() {
   env <- Sys.getenv("RETICULATE_PYTHON")
-  if (nzchar(env)) return(list(python = env, source = "RETICULATE_PYTHON", initialized = FALSE))
+  if (nzchar(env)) {
+    if (!file.exists(env)) {
+      .input_error("{.envvar RETICULATE_PYTHON} is {.path {env}}: that path does not exist; set it to a Python that has pyclams (or unset it) and restart R.",
+                   class = "pyclams_python_error")
+    }
+    return(list(python = env, source = "RETICULATE_PYTHON", initialized = FALSE))
+  }
   opt <- getOption("pyclams.python")
   if (!is.null(opt)) {
-    if (!is.character(opt) || length(opt) != 1L || !nzchar(opt)) {
-      cli::cli_abort("{.code options(pyclams.python = )} must be one path (a Python binary or a virtualenv).")
+    if (!is.character(opt) || length(opt) != 1L || is.na(opt) || !nzchar(opt)) {
+      .input_error("{.code options(pyclams.python = )} must be one path (a Python binary or a virtualenv).",
+                   class = "pyclams_python_error")
+    }
+    if (!file.exists(opt)) {
+      .input_error("{.code options(pyclams.python = {.str {opt}})}: that path does not exist; give a Python binary or a virtualenv directory (with bin/python).",
+                   class = "pyclams_python_error")
     }
     py <- if (dir.exists(opt)) .venv_python(opt) else opt
-    if (!nzchar(py) || !file.exists(py)) {
-      cli::cli_abort(c("{.code options(pyclams.python = {.str {opt}})} names no Python.",
-                       i = "Give a Python binary or a virtualenv directory (with bin/python)."))
+    if (!nzchar(py)) {
+      .input_error("{.code options(pyclams.python = {.str {opt}})} names no Python: give a Python binary or a virtualenv directory (with bin/python).",
+                   class = "pyclams_python_error")
     }
     return(list(python = py, source = "options(pyclams.python)", initialized = FALSE))
   }
@@ -95,8 +114,8 @@ pyclams_available <- function() {
   }
 }
 
-# The imported Python modules (pyclams, pyclams.r_bridge, pyclams.result), cached for the
-# session.
+# The imported Python modules (pyclams, pyclams.r_bridge, pyclams.result, pyclams.io), cached
+# for the session.
 .clams_py <- function() {
   if (!is.null(.state$py)) return(.state$py)
   choice <- pyclams_python()
@@ -143,7 +162,8 @@ pyclams_available <- function() {
                   conditionMessage(bridge), fix)
   }
   .state$py <- list(pyclams = mod, bridge = bridge, result = reticulate::import("pyclams.result"),
-                    python = python, version = py_version)
+                    io = reticulate::import("pyclams.io"), python = python,
+                    version = py_version)
   .state$py
 }
 
@@ -186,22 +206,50 @@ pyclams_available <- function() {
   invisible(isTRUE(res[["_pyclams_db"]]))
 }
 
-# Run a Python call; turn a Python exception into an R error with the Python message.
+# Run a Python call; turn a Python exception into an R error with the Python message. A
+# user's error (PyClamsInputError, ModelFormatError: one line in Python) stays one line,
+# "<what>: <message>", in R's terms (.in_r_terms), of class "pyclams_input_error"; anything
+# else keeps Python's message under "<what>.".
 .py_try <- function(expr, what = NULL, call = NULL) {
   tryCatch(expr, error = function(e) {
     msg <- conditionMessage(e)
     msg <- sub("^Error in py_call_impl\\(.*?\\) *: *", "", msg)
     msg <- sub("\\s*Run `reticulate::py_last_error\\(\\)` for details\\.?\\s*$", "", msg)
     msg <- trimws(msg)
-    cls <- "pyclams_error"
     if (grepl("^pyclams\\.errors\\.(PyClamsInputError|ModelFormatError): ", msg)) {
-      msg <- sub("^pyclams\\.errors\\.[A-Za-z]+: ", "", msg)
-      cls <- c("pyclams_input_error", cls)
+      msg <- .in_r_terms(sub("^pyclams\\.errors\\.[A-Za-z]+: ", "", msg))
+      msg <- paste(c(what, msg), collapse = ": ")
+      substr(msg, 1L, 1L) <- toupper(substr(msg, 1L, 1L))
+      cli::cli_abort("{msg}", class = c("pyclams_input_error", "pyclams_error"), call = call,
+                     parent = NA)
     }
     bullets <- c(x = "{msg}")
-    if (!is.null(what)) bullets <- c(what, bullets)
-    cli::cli_abort(bullets, class = cls, call = call, parent = NA)
+    if (!is.null(what)) bullets <- c(paste0(what, "."), bullets)
+    cli::cli_abort(bullets, class = "pyclams_error", call = call, parent = NA)
   })
+}
+
+# What Python's messages tell a Python user to do, as an R user does it: Python's argument
+# names and calls, in the order applied (the longer phrases first).
+.r_terms <- c(
+  "pass is_log=False if these are (non-integer) counts, is_log=True if already log-normalised" =
+    'round non-integer counts first (round()), or pass layer = "data" if these are log-normalised values',
+  "is_log=True" = 'layer = "data"',
+  "overwrite=True" = "overwrite = TRUE",
+  "min_gene_overlap" = "min.gene.overlap",
+  "ood_fdr" = "ood.fdr",
+  "key_added" = "prefix",
+  "e.g. sc.pp.filter_cells(adata, min_counts=1)" = "e.g. with subset()",
+  "adata.var_names_make_unique()" = "make.unique() on the gene names",
+  "adata.obs_names_make_unique()" = "make.unique() on the cell names",
+  "query X" = "the query",
+  "adata.X" = "the matrix")
+
+# One line (Python's input errors are one line; whitespace runs are collapsed), in R's terms.
+.in_r_terms <- function(msg) {
+  msg <- gsub("\\s+", " ", msg)
+  for (k in seq_along(.r_terms)) msg <- gsub(names(.r_terms)[k], .r_terms[[k]], msg, fixed = TRUE)
+  msg
 }
 
 # ---------------------------------------------------------------------------- data to Python
@@ -223,11 +271,11 @@ pyclams_available <- function() {
   out
 }
 
-# A genes x cells matrix -> AnnData (cells x genes, CSR) in Python, through the three slots
-# of the dgCMatrix. `obs`: optional named list of per-cell vectors (NA -> None).
+# A genes x cells matrix (checked by .check_matrix) -> AnnData (cells x genes, CSR) in
+# Python, through the three slots of the dgCMatrix. `obs`: optional named list of per-cell
+# vectors (NA -> None).
 .to_anndata <- function(m, obs = NULL) {
   m <- .as_dgc(m)
-  .check_dimnames(m)
   py <- .clams_py()
   obs_py <- lapply(obs, function(v) {
     v <- as.character(v)

@@ -11,7 +11,10 @@
 #' `reference` first or uses a trained `model`.
 #'
 #' Everything is computed before anything is written: on an error (no gene overlap, a bad
-#' argument, a Python failure) the error propagates and the object is not changed.
+#' argument, a Python failure) the error propagates and the object is not changed. A user's
+#' error is one line of class `pyclams_input_error` (Python's own messages included, in R's
+#' terms); the query is checked first: cells, gene and cell names, and genes as rows (a
+#' transposed, cells x genes, matrix is said to be one).
 #'
 #' The per-cell fields are those of the Python package (`pyclams.result.RESULT_FIELDS`):
 #' \describe{
@@ -52,7 +55,8 @@
 #'   default: the default assay. For a matrix or a SingleCellExperiment only the Seurat
 #'   `reference`'s assay.
 #' @param layer `"counts"` (raw counts; default) or `"data"` (log-normalised values: passed
-#'   to Python as `is_log = TRUE`).
+#'   to Python as `is_log = TRUE`). Counts must be whole numbers: round non-integer counts
+#'   (e.g. ambient-corrected ones) first, with `round()`.
 #' @param prefix Prefix of the columns, the reduction and the `Misc` entry (Python's
 #'   `key_added`).
 #' @param ood.fdr False discovery rate of the OOD calls, in (0, 1).
@@ -94,14 +98,16 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
     .input_error("{.fn RunCLAMS} takes a Seurat object, a SingleCellExperiment or a genes x cells matrix, not {.cls {class(object)}}.")
   }
   settings <- .run_settings(layer, ood.fdr, device, seed, verbose, assay, ...)
-  .check_dimnames(object, "The query matrix")
+  .check_matrix(object, "The query matrix", genes = rownames(reference),
+                genes.of = "the reference")   # before any training
   mdl <- .resolve_model(reference, model, labels.by, assay, layer, device, seed, verbose,
                         .options)
+  .check_matrix(object, "The query matrix", genes = mdl$genes)
   adata <- .to_anndata(object)
   plain <- .py_try(.clams_py()$bridge$infer_for_r(
     .py_model(mdl, device), adata, is_log = .is_log(layer), ood = unclass(settings$ood),
     min_gene_overlap = settings$min.gene.overlap, verbose = verbose),
-    what = "Annotation failed.")
+    what = "Annotation failed")
   res <- .as_results(plain, settings, model.path = mdl$path,
                      trained.here = !is.null(reference), labels.by = labels.by)
   if (!identical(rownames(res), colnames(object))) {

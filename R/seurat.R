@@ -60,7 +60,7 @@ TrainCLAMS.Seurat <- function(object, labels.by, assay = NULL, layer = "counts",
     }
     m <- SeuratObject::GetAssayData(object, assay = assay, slot = layer)
   }
-  if (is.null(m) || prod(dim(m)) == 0) {
+  if (is.null(m) || (ncol(object) > 0L && prod(dim(m)) == 0)) {  # 0 cells: .check_matrix
     .input_error(c("Layer {.val {layer}} of assay {.val {assay}} is empty.",
                    i = if (layer == "counts") "Use {.code layer = \"data\"} for log-normalised values."))
   }

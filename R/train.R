@@ -17,9 +17,12 @@
 #' @param layer Layer (Seurat v5) or slot (v4) with the data: `"counts"` (raw counts; the
 #'   default) or `"data"` (log-normalised values). For a SingleCellExperiment `"counts"` and
 #'   `"data"` mean the assays `counts` and `logcounts`; any other name is used as is.
+#'   Counts must be whole numbers: round non-integer counts first, with `round()`.
 #' @param batch.by Optional meta data column with batches (batch-aware gene selection).
 #' @param path Directory to write the model to (default: a new temporary directory; use
-#'   [SaveCLAMS()] to keep it).
+#'   [SaveCLAMS()] to keep it). It is checked before training: a file, a directory holding
+#'   something other than a model, a model (without `overwrite`) or a place where nothing can
+#'   be created is an error.
 #' @param overwrite Replace a model already in `path`.
 #' @param device `"auto"` (a CUDA GPU when torch sees one), `"cpu"` or `"cuda"`.
 #' @param seed Seed of the split, initialisation and sampler (a CPU run is repeatable).
@@ -53,7 +56,9 @@ TrainCLAMS.default <- function(object, labels.by, layer = "counts", batch.by = N
       !methods::is(object, "DelayedArray")) {
     .input_error("{.fn TrainCLAMS} takes a Seurat object, a SingleCellExperiment or a genes x cells matrix, not {.cls {class(object)}}.")
   }
-  if (missing(labels.by) || is.null(labels.by) || length(labels.by) != ncol(object)) {
+  n_labels <- if (!missing(labels.by) && !is.null(labels.by)) length(labels.by)
+  .check_matrix(object, "The reference matrix", n.labels = n_labels)
+  if (is.null(n_labels) || n_labels != ncol(object)) {
     .input_error("For a matrix, {.arg labels.by} must be a vector with one label per cell (column): {ncol(object)} values.")
   }
   if (!is.null(batch.by) && length(batch.by) != ncol(object)) {
@@ -68,6 +73,7 @@ TrainCLAMS.default <- function(object, labels.by, layer = "counts", batch.by = N
   path <- path %||% tempfile("clams_model_")
   .check_string(path, "path")
   path <- normalizePath(path, winslash = "/", mustWork = FALSE)
+  .check_model_target(path, overwrite)   # before any training
   labels <- as.character(labels.by)
   obs <- list(labels = labels)
   if (!is.null(batch.by)) obs$batch <- as.character(batch.by)
@@ -81,7 +87,7 @@ TrainCLAMS.default <- function(object, labels.by, layer = "counts", batch.by = N
     adata, labels_key = "labels", options = opts, path = path, is_log = .is_log(layer),
     batch_key = if (!is.null(batch.by)) "batch", seed = as.integer(seed), device = device,
     verbose = verbose, overwrite = overwrite),
-    what = "Training failed.")
+    what = "Training failed")
   .new_clams_model(path, py_model = fitted, device = device)
 }
 

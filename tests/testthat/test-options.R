@@ -56,7 +56,7 @@ test_that("pyclams_python() reports the choice without starting Python", {
   withr::with_envvar(c(RETICULATE_PYTHON = ""), withr::with_options(
     list(pyclams.python = file.path(tempdir(), "no-such-python")),
     if (!reticulate::py_available(initialize = FALSE)) {
-      expect_error(pyclams_python(), "names no Python")
+      expect_error(pyclams_python(), "does not exist", class = "pyclams_python_error")
     }))
   p <- pyclams_python()
   expect_named(p, c("python", "source", "initialized"))
