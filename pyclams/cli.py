@@ -117,7 +117,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                                     ".h5ad query into .h5ad): give both as .rds")
         from .r_bridge import annotate_rds
         df = annotate_rds(args.query, args.output, model, assay=args.assay,
-                          layer=args.layer or "counts", prefix=args.key_added,
+                          layer=args.layer or "counts", key_added=args.key_added,
                           overwrite=args.overwrite, is_log=args.is_log, ood_fdr=args.ood_fdr,
                           ood_method=args.ood_method, calibration=args.calibration,
                           min_gene_overlap=args.min_gene_overlap)

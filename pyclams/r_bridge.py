@@ -235,10 +235,10 @@ def _write_seurat(robj, result: AnnotationResult, prefix: str, *, overwrite: boo
     return call(pkg[".write_seurat_results"], robj, results, prefix, overwrite, reduction)
 
 
-def write_annotations_to_seurat(robj, df: pd.DataFrame, prefix: str = "clams", *,
+def write_annotations_to_seurat(robj, df: pd.DataFrame, key_added: str = "clams", *,
                                 overwrite: bool = False, classes: list[str] | None = None,
                                 embedding: np.ndarray | None = None,
-                                misc: dict[str, Any] | None = None):
+                                misc: dict[str, Any] | None = None, prefix: str | None = None):
     """Return a copy of Seurat object ``robj`` with the pyclams columns in ``meta.data``.
 
     Parameters
@@ -247,9 +247,9 @@ def write_annotations_to_seurat(robj, df: pd.DataFrame, prefix: str = "clams", *
         rpy2 Seurat object (not modified: R objects are copied on change).
     df
         :meth:`CLAMS.predict`'s DataFrame, indexed by the object's cell names (any order).
-    prefix
-        Column prefix (Python's ``key_added``): ``<prefix>_<field>`` for each of
-        :data:`~pyclams.result.RESULT_FIELDS`.
+    key_added
+        Column prefix, as in :meth:`CLAMS.annotate` (R calls it ``prefix``):
+        ``<key_added>_<field>`` for each of :data:`~pyclams.result.RESULT_FIELDS`.
     overwrite
         Replace existing columns / reduction of those names (else an error).
     classes
@@ -258,8 +258,11 @@ def write_annotations_to_seurat(robj, df: pd.DataFrame, prefix: str = "clams", *
         Optional cells x d array (rows in ``df``'s order): stored as a reduction named
         ``prefix``.
     misc
-        Optional dict stored in ``Misc(object, prefix)`` (with a command log entry).
+        Optional dict stored in ``Misc(object, key_added)`` (with a command log entry).
+    prefix
+        Older name of ``key_added`` (still accepted).
     """
+    key_added = prefix or key_added
     missing = [c for c in RESULT_FIELDS if c not in df.columns]
     if missing:
         raise PyClamsInputError(f"df lacks the result column(s) {missing}")
@@ -281,19 +284,19 @@ def write_annotations_to_seurat(robj, df: pd.DataFrame, prefix: str = "clams", *
         raw.astype(str).to_numpy(object), d["confidence"].to_numpy(np.float64),
         d["log_px"].to_numpy(np.float64), d["ood_pvalue"].to_numpy(np.float64),
         d["is_ood"].to_numpy(bool), np.full((n, len(classes)), np.nan), emb)
-    return _write_seurat(robj, result, prefix, overwrite=overwrite,
+    return _write_seurat(robj, result, key_added, overwrite=overwrite,
                          reduction=embedding is not None, info=misc)
 
 
 def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
                  model: CLAMS | str | os.PathLike, *, assay: str | None = None,
-                 layer: str = "counts", prefix: str = "clams", overwrite: bool = False,
-                 reduction: bool = True, **kwargs) -> pd.DataFrame:
+                 layer: str = "counts", key_added: str = "clams", overwrite: bool = False,
+                 reduction: bool = True, prefix: str | None = None, **kwargs) -> pd.DataFrame:
     """Annotate the Seurat object in ``in_rds`` and write it, annotated, to ``out_rds``.
 
     What R's ``RunCLAMS(object, model = model)`` writes, written by the same R functions:
-    meta data columns ``<prefix>_<field>``, the reduction ``prefix``, ``Misc(object, prefix)``
-    and the command log entry ``RunCLAMS.<assay>.<prefix>``.
+    meta data columns ``<key_added>_<field>``, the reduction ``key_added``,
+    ``Misc(object, key_added)`` and the command log entry ``RunCLAMS.<assay>.<key_added>``.
 
     Parameters
     ----------
@@ -303,10 +306,11 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
         A :class:`~pyclams.CLAMS` or a model directory.
     assay, layer
         Where the counts are (``layer="data"``: log-normalised values, ``is_log=True``).
-    prefix, overwrite
-        Column prefix (Python's ``key_added``) and whether existing columns may be replaced.
+    key_added, overwrite
+        Column prefix, as in :meth:`CLAMS.annotate` (R's ``prefix``), and whether existing
+        columns may be replaced. ``prefix`` is still accepted as the older name.
     reduction
-        Also store the penultimate-layer embedding as a reduction named ``prefix``.
+        Also store the penultimate-layer embedding as a reduction named ``key_added``.
     **kwargs
         Passed to :meth:`CLAMS.infer` (``ood`` or ``ood_fdr``, ``ood_method``,
         ``calibration``, ``min_confidence``; ``min_gene_overlap``; ``is_log``).
@@ -320,6 +324,7 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
     from .model import CLAMS
     from .ood.options import OODOptions
 
+    key_added = prefix or key_added
     if not isinstance(model, CLAMS):
         model = CLAMS.load(model)
     model_path = model.path_
@@ -328,7 +333,7 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
         raise PyClamsInputError(f"{in_rds} does not hold a Seurat object")
     pkg = pyclams_r()
     try:  # refuse before computing, as RunCLAMS does
-        call(pkg[".check_seurat_clash"], robj, prefix, overwrite, reduction,
+        call(pkg[".check_seurat_clash"], robj, key_added, overwrite, reduction,
               fields=to_r(list(RESULT_FIELDS)))
     except PyClamsInputError as err:
         raise PyClamsInputError(f"{err} (Python: overwrite=True; command line: "
@@ -348,7 +353,7 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
                      **{"ood.fdr": ood.fdr, "ood.method": ood.method,
                         "calibration": ood.calibration, "min.confidence": ood.min_confidence,
                         "min.gene.overlap": float(kwargs["min_gene_overlap"])})
-    annotated = _write_seurat(robj, result, prefix, overwrite=overwrite, reduction=reduction,
+    annotated = _write_seurat(robj, result, key_added, overwrite=overwrite, reduction=reduction,
                               settings=settings, model_path=model_path)
     save_rds(annotated, out_rds)
     logger.info("annotated %d cells of %s (%d flagged OOD) -> %s", result.n_cells, in_rds,
