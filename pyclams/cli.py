@@ -1,4 +1,4 @@
-"""Command line: ``pyclams train | annotate | evaluate | demo | info``.
+"""Command line: pyclams train | annotate | evaluate | demo | info.
 
 Exit status 0 on success, 2 on bad input (one line on stderr, no traceback).
 """
