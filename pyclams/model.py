@@ -177,6 +177,8 @@ class CLAMS:
         if batch_key is not None and batch_key not in adata.obs.columns:
             raise PyClamsInputError(f"batch_key {batch_key!r} is not a column of adata.obs")
         check_anndata(adata, what="the reference")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise PyClamsInputError(f"seed must be a whole number >= 0, not {seed!r}")
         device_ = resolve_device(device)
         overrides = {k: v for k, v in (("max_epochs", max_epochs), ("batch_size", batch_size))
                      if v is not None}

@@ -191,7 +191,7 @@ def test_bad_annotate_arguments_leave_the_query_unchanged(trained_model, saved, 
 
 @pytest.mark.parametrize("kwargs, needle", [
     ({"max_epochs": 0}, "max_epochs"), ({"max_epochs": -1}, "max_epochs"),
-    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 0}, "batch_size"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
 ])
 def test_bad_training_arguments_are_refused(saved, kwargs, needle):
     ref = ad.read_h5ad(saved / "ref.h5ad")
