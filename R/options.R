@@ -5,8 +5,8 @@
 #' default (shown in brackets).
 #'
 #' @param preset `"clams"` (the default: generative loss with ELU clipping and a stochastic
-#'   unit), `"jem"` (no regulariser), `"classifier"` (no generative loss), or the other EBMs of
-#'   the paper's comparison: `"vera"`, `"hdge"`, `"hdge_jem"`.
+#'   unit), `"jem"` (no regulariser) or `"classifier"` (no generative loss). The other EBMs of
+#'   the paper's comparison live in the repository's `benchmarks/`, not in the package.
 #' @param n.top.genes Highly variable genes chosen on the reference \[2000; all variable genes
 #'   when there are fewer\].
 #' @param max.epochs,batch.size Training epochs \[40\] and minibatch size \[128\].
@@ -35,7 +35,7 @@ clams_options <- function(preset = "clams", n.top.genes = 2000, max.epochs = NUL
                           sgld.noise = NULL, buffer.size = NULL, reinit.freq = NULL,
                           buffer.classes = NULL, clip = NULL, p.on = NULL, threshold = NULL,
                           ...) {
-  .check_choice(preset, "preset", c("clams", "jem", "classifier", "vera", "hdge", "hdge_jem"))
+  .check_choice(preset, "preset", c("clams", "jem", "classifier"))
   .check_whole(n.top.genes, "n.top.genes", min = 1)
   .check_whole(max.epochs, "max.epochs", min = 1)
   .check_whole(batch.size, "batch.size", min = 2)

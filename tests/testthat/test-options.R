@@ -23,6 +23,8 @@ test_that("clams_options() has the Python defaults and converts names", {
 
 test_that("bad options give clear errors", {
   expect_error(clams_options(preset = "foo"), "preset")
+  # the comparison EBMs left the package (issue 10): their presets are not options any more
+  expect_error(clams_options(preset = "vera"), "preset", class = "pyclams_input_error")
   expect_error(clams_options(n.top.genes = 0), "n.top.genes")
   expect_error(clams_options(max.epochs = -1), "max.epochs")
   expect_error(clams_options(max.epochs = 2.5), "whole number")
