@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, TypeVar
 
+import numpy as np
+
 from .errors import PyClamsInputError
 
 T = TypeVar("T")
+
+
+def check_whole(value: Any, name: str, minimum: int) -> int:
+    """``value`` if it is a whole number (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise PyClamsInputError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    return int(value)
 
 
 def build_config(cls: type[T], value: Any, name: str) -> T:

@@ -162,8 +162,10 @@ def _write_model_dir(out: Path, config: dict, tensors: dict[str, np.ndarray],
     return out
 
 
-def read_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read and verify a model directory; return ``(config, tensors)``."""
+def read_model_dir(path: str | os.PathLike
+                   ) -> tuple[dict, dict[str, np.ndarray], dict[str, list[str]]]:
+    """Read and verify a model directory; return ``(config, tensors, names)``: ``names`` are
+    the name lists stored with the weights (``classes``, ``genes``; empty for older files)."""
     d = Path(path)
     if not d.is_dir():
         raise ModelFormatError(f"{d} is not a model directory (it does not exist or is a file)")
@@ -198,10 +200,9 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]
             meta = fh.metadata() or {}
     except Exception as err:  # safetensors raises its own error types
         raise ModelFormatError(f"{w_path} cannot be read as safetensors: {err}") from None
-    for key, value in meta.items():
-        if key.startswith("names."):
-            tensors[key] = np.asarray(json.loads(value), dtype=object)
-    return cfg, tensors
+    names = {k[len("names."):]: [str(v) for v in json.loads(value)]
+             for k, value in meta.items() if k.startswith("names.")}
+    return cfg, tensors, names
 
 
 # ---------------------------------------------------------------------------- a CLAMS model
@@ -239,8 +240,8 @@ def save_model(model: Any, path: str | os.PathLike, *, overwrite: bool = False) 
                            overwrite=overwrite, names=names)
 
 
-def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.ndarray]
-                      ) -> None:
+def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.ndarray],
+                      names: dict[str, list[str]]) -> None:
     """The parts of a model directory agree: classes with the network's outputs, genes with
     its inputs and the scaling vectors, a positive temperature, unique names."""
     where = Path(path) / CONFIG_FILE
@@ -259,8 +260,8 @@ def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.
     genes = cfg["preprocess"].get("genes") or []
     if len(set(genes)) != len(genes):
         raise ModelFormatError(f"{where}: gene names are not unique")
-    _check_order(where, "classes", classes, tensors.get("names.classes"))
-    _check_order(where, "genes", genes, tensors.get("names.genes"))
+    _check_order(where, "classes", classes, names.get("classes"))
+    _check_order(where, "genes", genes, names.get("genes"))
     for key in ("preprocess.mean", "preprocess.sd"):
         if key not in tensors or tensors[key].shape != (len(genes),):
             raise ModelFormatError(f"{where}: {len(genes)} genes but {key} does not have one "
@@ -277,13 +278,12 @@ def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.
         raise ModelFormatError(f"{where}: calibration classes out of range")
 
 
-def _check_order(where: Path, what: str, names: list[str], stored: np.ndarray | None) -> None:
+def _check_order(where: Path, what: str, names: list[str], stored: list[str] | None) -> None:
     """``names`` (from config.json) against the order stored with the weights: the same names
     in another order would silently swap labels or genes. Renaming (other names, same count)
     is a legitimate edit."""
     if stored is None:  # written before pyclams 0.1.0 stored names with the weights
         return
-    stored = [str(v) for v in stored]
     if len(stored) != len(names):
         raise ModelFormatError(f"{where}: {len(names)} {what} but the weights were trained "
                                f"with {len(stored)}")
@@ -294,9 +294,9 @@ def _check_order(where: Path, what: str, names: list[str], stored: np.ndarray | 
 
 def load_model(cls: type, path: str | os.PathLike, *, device: torch.device) -> Any:
     """A ``cls`` (:class:`~pyclams.CLAMS`) from the model directory ``path``."""
-    cfg, t = read_model_dir(path)
+    cfg, t, names = read_model_dir(path)
     try:
-        check_consistency(path, cfg, t)
+        check_consistency(path, cfg, t, names)
         train = cfg["training"]
         # presets of the paper's comparison (benchmarks/) load as what they are at inference
         preset = cfg["preset"] if cfg["preset"] in PRESETS else "classifier"
@@ -306,7 +306,6 @@ def load_model(cls: type, path: str | os.PathLike, *, device: torch.device) -> A
         model.preset = str(cfg["preset"])
         model.net = network_from_config(cfg["network"])
         state = {k[4:]: torch.from_numpy(v.copy()) for k, v in t.items() if k.startswith("net.")}
-        t = {k: v for k, v in t.items() if not k.startswith("names.")}
         model.net.load_state_dict(state, strict=True)
         model.space = space_from_config(cfg["preprocess"], cfg.get("integration"), t)
         model.classes = [c["name"] for c in cfg["classes"]]

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from . import io
-from ._config import build_config
+from ._config import build_config, check_whole
 from ._logging import logger
 from ._settings import resolve_device
 from ._version import __version__
@@ -177,8 +177,7 @@ class CLAMS:
         if batch_key is not None and batch_key not in adata.obs.columns:
             raise PyClamsInputError(f"batch_key {batch_key!r} is not a column of adata.obs")
         check_anndata(adata, what="the reference")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise PyClamsInputError(f"seed must be a whole number >= 0, not {seed!r}")
+        check_whole(seed, "seed", 0)
         device_ = resolve_device(device)
         overrides = {k: v for k, v in (("max_epochs", max_epochs), ("batch_size", batch_size))
                      if v is not None}
@@ -246,8 +245,7 @@ class CLAMS:
         """
         self._require_fitted()
         check_anndata(adata, what="the query")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise PyClamsInputError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+        check_whole(batch_size, "batch_size", 1)
         opts = OODOptions.from_kwargs(ood, ood_method=ood_method, ood_fdr=ood_fdr,
                                       calibration=calibration, min_confidence=min_confidence)
         features, overlap = self.space.transform(adata, layer=layer, is_log=is_log,

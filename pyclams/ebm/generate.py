@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._config import check_whole
 from ..errors import PyClamsInputError
 from .sgld import sgld_sample
 
@@ -14,9 +15,8 @@ def check_generation_settings(*, n: int, n_steps: int, step_size: float | None,
                               noise: float | None, init_noise: float) -> None:
     """One clear error for a count that is not a positive whole number or a step size or
     noise that is not a non-negative number."""
-    for name, value in (("n", n), ("n_steps", n_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PyClamsInputError(f"{name} must be a whole number >= 1, not {value!r}")
+    check_whole(n, "n", 1)
+    check_whole(n_steps, "n_steps", 1)
     for name, value in (("step_size", step_size), ("noise", noise), ("init_noise", init_noise)):
         if value is not None and not (isinstance(value, int | float) and value >= 0
                                       and np.isfinite(value)):

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._config import check_whole
 from .._logging import logger
 from .._progress import progress
 from ..data.loader import FeatureMatrix
@@ -67,12 +68,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("max_epochs", "batch_size", "min_steps_per_epoch", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
-        if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) \
-                or self.min_epochs < 0:
-            raise ValueError(f"min_epochs must be a whole number >= 0, not {self.min_epochs!r}")
+            check_whole(getattr(self, name), name, 1)
+        check_whole(self.min_epochs, "min_epochs", 0)
         if not (self.lr > 0 and self.weight_decay >= 0):
             raise ValueError("lr must be positive and weight_decay non-negative")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
