@@ -68,8 +68,12 @@
 #' @param .options Training settings ([clams_options()]) when training on `reference`.
 #' @param ... Further settings of the OOD call: `ood.method` (`"conformal"` (default) or
 #'   `"max_prob"`: flag cells whose confidence is below `min.confidence`), `calibration`
-#'   (`"class"`: p-values against held-out cells of the predicted class, or `"pooled"`),
-#'   `min.confidence` (0.5) and `min.gene.overlap` (0.5: the share of the model's genes the
+#'   (`"query"` (default): p-values relative to the query's own bulk per predicted type,
+#'   robust to another lab or condition; `"class"`: against held-out reference cells of the
+#'   predicted class alone, or `"pooled"`),
+#'   `min.confidence` (0.5), `n.neighbors` (15: the query cells each cell's type, confidence
+#'   and OOD score are averaged over; 0: each cell alone) and `min.gene.overlap` (0.5: the
+#'   share of the model's genes the
 #'   query must have).
 #' @return The object with the annotation (a data frame for a matrix).
 #' @seealso [TrainCLAMS()], [LoadCLAMS()], [clams_options()]
@@ -194,7 +198,8 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
        n.calibration = as.integer(info$n_calibration), diverged = as.logical(info$diverged),
        assay = settings$assay, layer = settings$layer, ood.fdr = ood$fdr,
        ood.method = ood$method, calibration = ood$calibration,
-       min.confidence = ood$min_confidence, min.gene.overlap = settings$min.gene.overlap,
+       min.confidence = ood$min_confidence, n.neighbors = ood$n_neighbors,
+       min.gene.overlap = settings$min.gene.overlap,
        device = settings$device, seed = if (trained.here) settings$seed,
        n.ood = as.integer(plain$n_ood), time = Sys.time())
 }

@@ -145,7 +145,7 @@ TrainCLAMS.Seurat <- function(object, labels.by, assay = NULL, layer = "counts",
   params <- list(model = info$model.path, labels.by = info$labels.by, assay = info$assay,
                  layer = info$layer, prefix = prefix, ood.fdr = info$ood.fdr,
                  ood.method = info$ood.method, calibration = info$calibration,
-                 min.confidence = info$min.confidence,
+                 min.confidence = info$min.confidence, n.neighbors = info$n.neighbors,
                  min.gene.overlap = info$min.gene.overlap, device = info$device,
                  seed = info$seed, overwrite = overwrite,
                  reduction = if (reduction) prefix)

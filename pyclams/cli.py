@@ -120,7 +120,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                           layer=args.layer or "counts", key_added=args.key_added,
                           overwrite=args.overwrite, is_log=args.is_log, ood_fdr=args.ood_fdr,
                           ood_method=args.ood_method, calibration=args.calibration,
-                          min_gene_overlap=args.min_gene_overlap)
+                          n_neighbors=args.n_neighbors, min_gene_overlap=args.min_gene_overlap)
         print(df["label"].value_counts().to_string())
         print(f"-> {args.output}")
         return 0
@@ -128,8 +128,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     query = _read_h5ad(args.query)
     model.annotate(query, key_added=args.key_added, layer=args.layer, is_log=args.is_log,
                    ood_fdr=args.ood_fdr, ood_method=args.ood_method,
-                   calibration=args.calibration, min_gene_overlap=args.min_gene_overlap,
-                   overwrite=args.overwrite)
+                   calibration=args.calibration, n_neighbors=args.n_neighbors,
+                   min_gene_overlap=args.min_gene_overlap, overwrite=args.overwrite)
     with atomic_path(args.output) as tmp:
         query.write_h5ad(tmp, compression="gzip")
     counts = query.obs[f"{args.key_added}_label"].value_counts()
@@ -218,7 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "a reduction and misc entry named KEY_ADDED)")
     p.add_argument("--ood-fdr", type=_share(open_ends=True), default=0.05)
     p.add_argument("--ood-method", choices=["conformal", "max_prob"], default="conformal")
-    p.add_argument("--calibration", choices=["class", "pooled"], default="class")
+    p.add_argument("--calibration", choices=["query", "class", "pooled"], default="query",
+                   help="how OOD p-values are calibrated: 'query' (default) against the query's "
+                        "own bulk per predicted type, robust to another lab or condition; "
+                        "'class'/'pooled' against held-out reference cells alone")
+    p.add_argument("--n-neighbors", type=_whole(0), default=15,
+                   help="query cells each cell's type, confidence and OOD score are averaged "
+                        "over (0-30; 0: each cell alone)")
     p.add_argument("--min-gene-overlap", type=_share(open_ends=False), default=0.5)
     p.add_argument("--key-added", default="clams")
     p.add_argument("--layer", default=None,

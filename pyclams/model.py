@@ -34,7 +34,8 @@ from .errors import PyClamsInputError
 from .nn.build import NetworkConfig, build_network, weights_id
 from .nn.inference import logits_and_embedding
 from .nn.resnet import ResNetMLP
-from .ood.calibrator import Calibrator
+from .ood.calibrator import MIN_QUERY_CELLS, Calibrator
+from .ood.neighbours import consensus, feature_pcs, nearest_neighbours
 from .ood.options import OODOptions
 from .result import UNKNOWN, AnnotationResult, check_key_added
 from .training.history import History
@@ -222,8 +223,10 @@ class CLAMS:
         val_logits, test_logits = (
             evaluate_logits(self.net, features, idx, batch_size=1024, device=self.device)
             for idx in (val_idx, test_idx))
+        held = np.concatenate([val_idx, test_idx])
+        held_points = feature_pcs(features, held) if held.size > 1 else None
         self.calibrator, held_out = Calibrator.fit(val_logits, y[val_idx], test_logits,
-                                                   y[test_idx])
+                                                   y[test_idx], held_points=held_points)
         self.metrics_ = {"temperature": self.temperature, "best_epoch": self.history_.best_epoch,
                          "diverged": self.history_.diverged, **held_out}
         logger.info("held-out test accuracy %.3f, ECE %.3f -> %.3f after temperature %.2f",
@@ -235,34 +238,48 @@ class CLAMS:
     def infer(self, adata: ad.AnnData, *, layer: str | None = None, is_log: bool | None = None,
               ood: OODOptions | dict | None = None, ood_method: str | None = None,
               ood_fdr: float | None = None, calibration: str | None = None,
-              min_confidence: float | None = None, min_gene_overlap: float = 0.5,
-              batch_size: int = 1024) -> AnnotationResult:
+              min_confidence: float | None = None, n_neighbors: int | None = None,
+              min_gene_overlap: float = 0.5, batch_size: int = 1024) -> AnnotationResult:
         """Labels, calibrated confidences, log p(x) and OOD calls (nothing written anywhere).
 
         The OOD settings come from ``ood`` (:class:`~pyclams.ood.options.OODOptions` or a dict)
-        and the flat arguments ``ood_method``, ``ood_fdr``, ``calibration`` and
-        ``min_confidence``, which take precedence (defaults: conformal, 0.05, class, 0.5).
+        and the flat arguments ``ood_method``, ``ood_fdr``, ``calibration``,
+        ``min_confidence`` and ``n_neighbors``, which take precedence (defaults: conformal,
+        0.05, query, 0.5, 15). With ``n_neighbors > 0`` (and at least
+        :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) each cell's type is its
+        neighbourhood's consensus and its confidence the share of the neighbourhood that agrees
+        (:func:`pyclams.ood.neighbours.consensus`).
         """
         self._require_fitted()
         check_anndata(adata, what="the query")
         check_whole(batch_size, "batch_size", 1)
         opts = OODOptions.from_kwargs(ood, ood_method=ood_method, ood_fdr=ood_fdr,
-                                      calibration=calibration, min_confidence=min_confidence)
+                                      calibration=calibration, min_confidence=min_confidence,
+                                      n_neighbors=n_neighbors)
         features, overlap = self.space.transform(adata, layer=layer, is_log=is_log,
                                                  min_gene_overlap=min_gene_overlap)
         logits, embedding = logits_and_embedding(self.net, features, batch_size=batch_size,
                                                  device=self.device)
         log_px = torch.logsumexp(logits, 1).numpy()
         probs = self.calibrator.probabilities(logits)
-        raw, conf = probs.argmax(1), probs.max(1)
-        pvals, is_ood = self.calibrator.flag(log_px, raw, conf, opts)
+        neighbours = None
+        if opts.n_neighbors and features.n_cells >= MIN_QUERY_CELLS:
+            neighbours = nearest_neighbours(feature_pcs(features), opts.n_neighbors)
+            raw, conf = consensus(probs, neighbours)
+        else:
+            raw, conf = probs.argmax(1), probs.max(1)
+        pvals, is_ood, calls = self.calibrator.flag(log_px, raw, conf, opts, neighbours)
+        if "class_maps" in calls:  # keyed by class name (uns keys are strings)
+            calls["class_maps"] = {self.classes[c]: m for c, m in calls["class_maps"].items()}
         label_raw = np.asarray(self.classes, dtype=object)[raw]
         params = {**opts.to_dict(), "min_gene_overlap": min_gene_overlap, "layer": layer or "X",
                   "temperature": self.temperature}
         info = {"model_id": self.model_id, "pyclams_version": __version__,
                 "preset": self.preset, "gene_overlap": float(overlap),
                 "diverged": bool(self.history_.diverged),
-                "n_calibration": self.calibrator.n_scores, "params": params}
+                "n_calibration": self.calibrator.n_scores,
+                "label_neighbors": 0 if neighbours is None else opts.n_neighbors,
+                **calls, "params": params}
         return AnnotationResult(
             adata.obs_names.copy(), list(self.classes),
             np.where(is_ood, UNKNOWN, label_raw).astype(object), label_raw,

@@ -28,12 +28,17 @@ MATRIX_FIELDS = ("probabilities", "embedding")
 #: what each field holds (the README and the R documentation say the same)
 FIELD_DOCS = {
     "label": "categorical type; 'unknown' for cells flagged OOD",
-    "label_raw": "most probable reference type (argmax)",
-    "confidence": "calibrated max p(y|x)",
-    "log_px": "log p(x) up to a constant (higher = more typical)",
-    "ood_pvalue": "p-value of log p(x) against held-out reference cells",
-    "is_ood": "flagged as a type the reference lacks",
-    "probabilities": "p(y|x), columns in the order of uns[key]['classes']",
+    "label_raw": "type before the unknown call: the consensus of the cell's query neighbourhood "
+                 "(argmax of p(y|x) averaged over it), or the cell's own argmax with "
+                 "n_neighbors=0",
+    "confidence": "share of the cell's neighbourhood called the same type (n_neighbors=0: "
+                  "temperature-scaled max p(y|x))",
+    "log_px": "the cell's own log p(x) up to a constant (higher = more typical)",
+    "ood_pvalue": "p-value of the OOD test (default: log p(x) averaged over the cell's "
+                  "neighbourhood, aligned per predicted type to the query's bulk, against "
+                  "held-out reference cells)",
+    "is_ood": "flagged as a type the reference lacks (Benjamini-Hochberg at ood_fdr)",
+    "probabilities": "the cell's own p(y|x), columns in the order of uns[key]['classes']",
     "embedding": "penultimate-layer embedding of the network",
 }
 
@@ -185,7 +190,8 @@ def evaluate_annotated(adata: ad.AnnData, *, truth_key: str, key_added: str = "c
         truth, obs[f"{key_added}_label_raw"].astype(str).to_numpy(),
         obs[f"{key_added}_confidence"].to_numpy(), known_labels=known,
         ood_scores={"log_px": obs[f"{key_added}_log_px"].to_numpy(),
-                    "max_p": obs[f"{key_added}_confidence"].to_numpy()},
+                    "max_p": obs[f"{key_added}_confidence"].to_numpy(),
+                    "ood_pvalue": obs[f"{key_added}_ood_pvalue"].to_numpy()},
         rejected=obs[f"{key_added}_is_ood"].to_numpy(dtype=bool))
     is_id = np.isin(truth, known)
     lab = obs[f"{key_added}_label"].astype(str).to_numpy()

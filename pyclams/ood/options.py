@@ -8,13 +8,15 @@ setting is named, defaulted and checked once.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import PyClamsInputError
+from .neighbours import MAX_NEIGHBORS
 
 OOD_METHODS = ("conformal", "max_prob")
-CALIBRATIONS = ("class", "pooled")
+CALIBRATIONS = ("query", "class", "pooled")
 
 
 def _number(value: Any, name: str) -> float:
@@ -30,22 +32,36 @@ class OODOptions:
     Parameters
     ----------
     method
-        ``"conformal"``: conformal p-values of log p(x) against held-out reference cells,
-        flagged by Benjamini-Hochberg at ``fdr``; ``"max_prob"``: flag cells whose calibrated
-        confidence is below ``min_confidence``.
+        ``"conformal"``: p-values of log p(x) (see ``calibration``), flagged by
+        Benjamini-Hochberg at ``fdr``; ``"max_prob"``: flag cells whose calibrated confidence is
+        below ``min_confidence``.
     fdr
-        False discovery rate of the conformal calls, in (0, 1).
+        Target false discovery rate of the calls, in (0, 1).
     calibration
-        ``"class"``: p-values against held-out cells of the predicted class (classes with few
-        held-out cells use all of them); ``"pooled"``: against all held-out cells.
+        ``"query"`` (default): each cell's log p(x) averaged over its query neighbours, mapped
+        per predicted class onto the reference's scale by matching the query's own bulk, then
+        compared with held-out reference cells of that class (:mod:`pyclams.ood.query_null`):
+        robust to a query from another lab or condition, blind to a novel type that makes up
+        most of its predicted class. ``"class"``: plain conformal p-values against held-out
+        cells of the predicted class (classes with few held-out cells use all of them), valid
+        only when the query's known cells score like held-out reference cells (same lab and
+        protocol); ``"pooled"``: the same against all held-out cells.
     min_confidence
         Threshold of ``method="max_prob"``, in [0, 1].
+    n_neighbors
+        How many nearest query cells (in principal components of the query's own features)
+        each cell's type, confidence and OOD score are averaged over, 0 to
+        :data:`~pyclams.ood.neighbours.MAX_NEIGHBORS`. With ``n_neighbors > 0`` the label is
+        the neighbourhood's consensus (argmax of the averaged p(y|x)) and the confidence the
+        share of the neighbourhood called the same; 0: the cell's own argmax and
+        temperature-scaled max p(y|x).
     """
 
     method: str = "conformal"
     fdr: float = 0.05
-    calibration: str = "class"
+    calibration: str = "query"
     min_confidence: float = 0.5
+    n_neighbors: int = 15
 
     def __post_init__(self):
         if self.method not in OOD_METHODS:
@@ -61,13 +77,20 @@ class OODOptions:
         if not (math.isfinite(conf) and 0 <= conf <= 1):
             raise PyClamsInputError(f"min_confidence must be in [0, 1], not "
                                     f"{self.min_confidence!r}")
+        if (isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, numbers.Real)
+                or self.n_neighbors != int(self.n_neighbors)
+                or not 0 <= self.n_neighbors <= MAX_NEIGHBORS):
+            raise PyClamsInputError(f"n_neighbors must be a whole number from 0 to "
+                                    f"{MAX_NEIGHBORS}, not {self.n_neighbors!r}")
+        object.__setattr__(self, "n_neighbors", int(self.n_neighbors))
         object.__setattr__(self, "fdr", fdr)
         object.__setattr__(self, "min_confidence", conf)
 
     @classmethod
     def from_kwargs(cls, ood: OODOptions | dict | None = None, *, ood_method: str | None = None,
                     ood_fdr: float | None = None, calibration: str | None = None,
-                    min_confidence: float | None = None) -> OODOptions:
+                    min_confidence: float | None = None, n_neighbors: int | None = None
+                    ) -> OODOptions:
         """Options from an :class:`OODOptions` or dict (``ood=``) and the flat keyword
         arguments of ``annotate`` (which take precedence)."""
         if ood is None:
@@ -83,10 +106,10 @@ class OODOptions:
         else:
             raise PyClamsInputError(f"ood must be an OODOptions or a dict, not {type(ood)}")
         flat = {"method": ood_method, "fdr": ood_fdr, "calibration": calibration,
-                "min_confidence": min_confidence}
+                "min_confidence": min_confidence, "n_neighbors": n_neighbors}
         return cls(**{**base, **{k: v for k, v in flat.items() if v is not None}})
 
     def to_dict(self) -> dict[str, Any]:
         """The settings under the names ``annotate`` records in ``uns[key]["params"]``."""
         return {"ood_method": self.method, "ood_fdr": self.fdr, "calibration": self.calibration,
-                "min_confidence": self.min_confidence}
+                "min_confidence": self.min_confidence, "n_neighbors": self.n_neighbors}

@@ -57,7 +57,8 @@ def test_failed_annotate_leaves_query_unchanged(trained_model, query):
 def test_too_few_held_out_cells_for_the_fdr_warns(trained_model, query, caplog):
     n_cal = trained_model.calibrator.n_scores
     with caplog.at_level(logging.WARNING, logger="pyclams"):
-        df = trained_model.predict(query, ood_fdr=0.5 / (n_cal + 1))
+        df = trained_model.predict(query, ood_fdr=0.5 / (n_cal + 1), calibration="class",
+                                   n_neighbors=0)
     assert "normal-tail extrapolation" in caplog.text
     # only cells below every calibration score can reach such a p-value
     flagged = df["is_ood"].to_numpy()

@@ -5,12 +5,15 @@ from pyclams.errors import PyClamsInputError
 
 
 def test_defaults_and_flat_arguments_take_precedence():
-    assert OODOptions() == OODOptions("conformal", 0.05, "class", 0.5)
+    assert OODOptions() == OODOptions("conformal", 0.05, "query", 0.5, 15)
     opts = OODOptions.from_kwargs({"fdr": 0.2, "calibration": "pooled"}, ood_fdr=0.1)
     assert (opts.fdr, opts.calibration, opts.method) == (0.1, "pooled", "conformal")
     assert OODOptions.from_kwargs(OODOptions(fdr=0.3)).fdr == 0.3
     assert opts.to_dict() == {"ood_method": "conformal", "ood_fdr": 0.1,
-                              "calibration": "pooled", "min_confidence": 0.5}
+                              "calibration": "pooled", "min_confidence": 0.5,
+                              "n_neighbors": 15}
+    assert OODOptions.from_kwargs(n_neighbors=0).n_neighbors == 0
+    assert OODOptions(n_neighbors=7.0).n_neighbors == 7  # R sends doubles
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -18,6 +21,9 @@ def test_defaults_and_flat_arguments_take_precedence():
     ({"ood_fdr": 1.5}, "ood_fdr must be in"),
     ({"ood_fdr": "0.1"}, "ood_fdr must be a number"),
     ({"ood_fdr": True}, "ood_fdr must be a number"),
+    ({"n_neighbors": 31}, "n_neighbors must be a whole number from 0 to 30"),
+    ({"n_neighbors": 2.5}, "n_neighbors must be a whole number"),
+    ({"n_neighbors": -1}, "n_neighbors must be a whole number"),
     ({"ood_method": "energy"}, "ood_method must be one of"),
     ({"calibration": "global"}, "calibration must be one of"),
     ({"min_confidence": 2}, "min_confidence must be in"),

@@ -1,0 +1,117 @@
+"""A set of cells' own neighbourhood graph, and averages of per-cell values over it.
+
+Cell types form groups of similar cells in expression space, novel types included. Averaging a
+per-cell value (log p(x), p(y|x)) over a cell and its ``k`` nearest neighbours *among the same
+query* lowers the noise of single-cell scores: a lone known cell with an unusually low log p(x)
+is pulled back towards its neighbours, a group of novel cells keeps its low score, and a cell's
+type becomes the consensus of its neighbourhood (as CellTypist's majority voting does over
+clusters).
+
+The graph is built on the first principal components of the cells' standardised model-gene
+features (the network's input; for a Harmony model its corrected PCs), computed on these cells
+alone, as scanpy's ``pp.pca`` + ``pp.neighbors`` would. It is not built on the network's
+embedding: that is trained to separate the reference's types only, and can fold a novel type
+onto a known one. Neighbours are exact (scikit-learn) up to :data:`EXACT_MAX_CELLS` cells and
+approximate (pynndescent, as scanpy) above; both come with scanpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.loader import FeatureMatrix
+
+#: above this many cells the neighbours are found approximately (pynndescent)
+EXACT_MAX_CELLS = 50_000
+#: principal components the distances are measured on
+N_PCS = 30
+#: the principal axes are found on at most this many cells (then all cells are projected)
+PCA_MAX_CELLS = 20_000
+#: the largest ``n_neighbors`` a model's stored reference neighbourhoods allow
+MAX_NEIGHBORS = 30
+
+
+def feature_pcs(features: FeatureMatrix, rows: np.ndarray | None = None, *,
+                n_pcs: int = N_PCS, seed: int = 0, batch_size: int = 4096) -> np.ndarray:
+    """First ``n_pcs`` principal components of the standardised features of ``rows`` (all
+    cells by default), read in batches: never the whole dense matrix at once beyond
+    :data:`PCA_MAX_CELLS` cells."""
+    rows = np.arange(features.n_cells) if rows is None else np.asarray(rows)
+    if rows.size == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    fit_rows = rows if rows.size <= PCA_MAX_CELLS else np.sort(
+        rng.choice(rows, PCA_MAX_CELLS, replace=False))
+    x = torch.from_numpy(features.rows(fit_rows))
+    mean = x.mean(0)
+    q = int(min(n_pcs, x.shape[0], x.shape[1]))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        _, _, v = torch.pca_lowrank(x - mean, q=q, center=False, niter=4)
+    out = np.empty((rows.size, q), dtype=np.float32)
+    for start in range(0, rows.size, batch_size):
+        block = torch.from_numpy(features.rows(rows[start:start + batch_size]))
+        out[start:start + batch_size] = ((block - mean) @ v).numpy()
+    return out
+
+
+def nearest_neighbours(points: np.ndarray, n_neighbors: int, *, seed: int = 0) -> np.ndarray:
+    """Indices (cells x ``n_neighbors + 1``) of each cell and its nearest neighbours.
+
+    Column 0 is the cell itself. With fewer cells than ``n_neighbors + 1`` every cell's
+    neighbourhood is all cells.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    n = int(points.shape[0])
+    if n == 0:
+        return np.zeros((0, 1), dtype=np.int64)
+    k = min(int(n_neighbors) + 1, n)
+    if k == 1:
+        return np.arange(n, dtype=np.int64)[:, None]
+    if n <= EXACT_MAX_CELLS:
+        from sklearn.neighbors import NearestNeighbors
+
+        idx = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(points,
+                                                                     return_distance=False)
+    else:
+        from pynndescent import NNDescent
+
+        idx = NNDescent(points, n_neighbors=k, random_state=seed,
+                        low_memory=True).neighbor_graph[0]
+    return _self_first(np.asarray(idx, dtype=np.int64))
+
+
+def _self_first(idx: np.ndarray) -> np.ndarray:
+    """Put each cell itself in column 0 (ties in distance, e.g. duplicate cells, may not)."""
+    own = np.arange(idx.shape[0])
+    for i in np.flatnonzero(idx[:, 0] != own):
+        others = idx[i][idx[i] != i][: idx.shape[1] - 1]
+        idx[i] = np.r_[i, others]
+    return idx
+
+
+def neighbour_mean(values: np.ndarray, neighbours: np.ndarray,
+                   n_neighbors: int | None = None) -> np.ndarray:
+    """Mean of ``values`` (cells, or cells x columns) over each cell and its first
+    ``n_neighbors`` neighbours (all columns of ``neighbours`` by default)."""
+    cols = neighbours.shape[1] if n_neighbors is None else min(n_neighbors + 1,
+                                                                neighbours.shape[1])
+    v = np.asarray(values, dtype=np.float64)
+    out = np.zeros(v.shape, dtype=np.float64)
+    for j in range(cols):
+        out += v[neighbours[:, j]]
+    return out / cols
+
+
+def consensus(probabilities: np.ndarray, neighbours: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's neighbourhood consensus type and the share of its neighbourhood that agrees.
+
+    The consensus is the argmax of p(y|x) averaged over the cell and its neighbours; the
+    agreement is the share of the same neighbourhood whose own consensus is that type (1: the
+    whole neighbourhood is called alike; near 1/2: the cell sits between two types).
+    """
+    label = neighbour_mean(probabilities, neighbours).argmax(1)
+    agreement = (label[neighbours] == label[:, None]).mean(1)
+    return label, agreement

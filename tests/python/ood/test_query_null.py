@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from pyclams.ood.query_null import affine_map, query_aligned_pvalues, query_shift
+
+
+def test_affine_map_matches_median_and_upper_quantile():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(-20, 2, 5000)
+    query = rng.normal(-30, 1, 5000)
+    shift, scale = affine_map(query, ref)
+    assert scale == pytest.approx(2.0, rel=0.05)
+    np.testing.assert_allclose(np.median(shift + scale * query), np.median(ref), atol=0.1)
+
+
+def test_scale_is_bounded_for_a_degenerate_class():
+    shift, scale = affine_map(np.full(50, -3.0), np.linspace(-5, 5, 100))
+    assert scale == 1.0 and np.isfinite(shift)
+    _, scale = affine_map(np.linspace(0, 1e-6, 50), np.linspace(-5, 5, 100))
+    assert scale == 4.0
+
+
+def test_known_cells_of_a_shifted_query_get_uniform_pvalues():
+    rng = np.random.default_rng(1)
+    ref_pred = np.repeat([0, 1], 2000)
+    ref = np.where(ref_pred == 0, -20, -35) - rng.gumbel(size=4000)
+    pred = rng.integers(0, 2, 4000)
+    query = np.where(pred == 0, -27, -39) - 0.7 * rng.gumbel(size=4000)
+    p, maps = query_aligned_pvalues(query, pred, ref, ref_pred)
+    # uniform: about 5% below 0.05, and the lower tail is not inflated
+    assert abs(np.mean(p <= 0.05) - 0.05) < 0.02
+    assert abs(np.mean(p <= 0.01) - 0.01) < 0.01
+    assert {m.source for m in maps.values()} == {"class"}
+
+
+def test_small_classes_borrow_the_overall_map_and_reference():
+    rng = np.random.default_rng(2)
+    ref, ref_pred = rng.normal(0, 1, 500), np.zeros(500, np.int64)
+    pred = np.r_[np.zeros(200, np.int64), np.ones(10, np.int64)]
+    query = rng.normal(-5, 1, 210)
+    p, maps = query_aligned_pvalues(query, pred, ref, ref_pred)
+    assert maps[1].source == "all cells" and maps[1].n_reference == 500
+    assert maps[0].source == "class" and maps[0].n_query == 200
+    assert np.all((p > 0) & (p <= 1))
+    assert query_aligned_pvalues(np.zeros(0), np.zeros(0), ref, ref_pred)[0].size == 0
+
+
+def test_query_shift_is_the_reference_share_below_the_query_median():
+    ref = np.arange(100.0)
+    assert query_shift(np.array([49.5]), ref) == 0.5
+    assert query_shift(np.array([-1.0]), ref) == 0.0
+    assert np.isnan(query_shift(np.zeros(0), ref))
