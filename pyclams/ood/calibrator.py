@@ -41,8 +41,8 @@ class Calibrator:
         log p(x) and predicted class of the held-out (validation + test) reference cells.
     neighbours
         Each held-out cell and its :data:`~.neighbours.MAX_NEIGHBORS` nearest held-out cells
-        (principal components of the held-out cells' features; None in models written before
-        pyclams 0.2).
+        (principal components of the held-out cells' features; None in models written by
+        pyclams before query-aware calibration).
     """
 
     def __init__(self, temperature: float = 1.0, scores: np.ndarray | None = None,
@@ -117,8 +117,9 @@ class Calibrator:
         if mode == "query":
             k = 0 if neighbours is None else neighbours.shape[1] - 1
             if k and self.neighbours is None:
-                logger.info("this model was saved before pyclams 0.2 without its held-out "
-                            "cells' neighbourhoods: OOD p-values use single-cell scores")
+                logger.info("this model was saved by an earlier pyclams, without its held-out "
+                            "cells' neighbourhoods: OOD p-values use single-cell scores "
+                            "(retrain to average them over neighbours)")
                 k = 0
             scores = log_px if k == 0 else neighbour_mean(log_px, neighbours)
             ref_scores = self.reference_scores(k)

@@ -137,3 +137,17 @@ def test_a_model_written_before_the_reorganisation_loads_and_predicts_the_same()
     assert new["is_ood"].tolist() == old["is_ood"].tolist()
     for col in ("confidence", "log_px", "ood_pvalue"):
         np.testing.assert_allclose(new[col], old[col], rtol=1e-5)
+
+
+def test_held_out_neighbourhoods_are_stored_and_checked(trained_model, tmp_path):
+    from pyclams import io
+
+    d = tmp_path / "m"
+    trained_model.save(d)
+    cfg, tensors, names = io.read_model_dir(d)
+    nbrs = tensors["calibration.neighbours"]
+    assert nbrs.shape == (trained_model.calibrator.n_scores, 31)
+    io.check_consistency(d, cfg, tensors, names)
+    for bad in (nbrs[:-1], nbrs + nbrs.shape[0], nbrs[:, 0]):
+        with pytest.raises(ModelFormatError, match="neighbourhoods do not match"):
+            io.check_consistency(d, cfg, {**tensors, "calibration.neighbours": bad}, names)
