@@ -236,9 +236,9 @@ print.clams_model <- function(x, ...) {
       if (isTRUE(m$diverged)) ", DIVERGED" else "", "\n", sep = "")
   n_cal <- cfg$calibration$n_scores %||% NA
   fdr <- formals(.ood_options)$fdr
-  cat("  OOD:    conformal p-values of log p(x) against ", n_cal,
-      " held-out reference cells; Benjamini-Hochberg at FDR ", fdr,
-      " by default (RunCLAMS(ood.fdr = ))\n", sep = "")
+  cat("  OOD:    log p(x) against ", n_cal, " held-out reference cells, aligned to the ",
+      "query's bulk; Benjamini-Hochberg at FDR ", fdr, " by default (RunCLAMS(ood.fdr = ))\n",
+      sep = "")
   if (is.numeric(n_cal) && !is.na(n_cal) && 1 / (n_cal + 1) > fdr) {
     cat("          (too few calibration cells: no cell can be flagged at FDR ", fdr, ")\n",
         sep = "")

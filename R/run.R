@@ -4,11 +4,13 @@
 
 #' Annotate cells with CLAMS and flag unknown cell types
 #'
-#' Predicts, for every cell, the most probable reference cell type, a calibrated confidence
-#' and whether the cell is of a type the reference lacks (out-of-distribution, OOD: conformal
-#' p-values of the model's density log p(x) against held-out reference cells, flagged by
-#' Benjamini-Hochberg at false discovery rate `ood.fdr`). Either trains a model on
-#' `reference` first or uses a trained `model`.
+#' Predicts, for every cell, its reference cell type, a confidence and whether the cell is of a
+#' type the reference lacks (out-of-distribution, OOD). By default each cell is read with its 15
+#' nearest query cells: its type is their consensus, its confidence the share of them called the
+#' same, and its OOD p-value compares the model's density log p(x), averaged over them and
+#' aligned per predicted type to the query's own bulk, with held-out reference cells; cells are
+#' flagged by Benjamini-Hochberg at false discovery rate `ood.fdr` (see the README for what this
+#' assumes). Either trains a model on `reference` first or uses a trained `model`.
 #'
 #' Everything is computed before anything is written: on an error (no gene overlap, a bad
 #' argument, a Python failure) the error propagates and the object is not changed. A user's
@@ -19,10 +21,12 @@
 #' The per-cell fields are those of the Python package (`pyclams.result.RESULT_FIELDS`):
 #' \describe{
 #'   \item{`label`}{factor: predicted type; `"unknown"` for cells flagged OOD;}
-#'   \item{`label_raw`}{factor: most probable reference type, whatever the OOD call;}
-#'   \item{`confidence`}{calibrated (temperature-scaled) max p(y|x);}
-#'   \item{`log_px`}{log p(x) up to a constant (higher = more typical);}
-#'   \item{`ood_pvalue`}{conformal p-value;}
+#'   \item{`label_raw`}{factor: the type whatever the OOD call (the neighbourhood's consensus;
+#'     with `n.neighbors = 0` the cell's own most probable type);}
+#'   \item{`confidence`}{share of the neighbourhood called the same type (with
+#'     `n.neighbors = 0`: temperature-scaled max p(y|x));}
+#'   \item{`log_px`}{the cell's own log p(x) up to a constant (higher = more typical);}
+#'   \item{`ood_pvalue`}{p-value of the OOD test;}
 #'   \item{`is_ood`}{logical: flagged as an unknown type.}
 #' }
 #' A Seurat object gets them as meta data columns `<prefix>_<field>` (`prefix` is what Python

@@ -6,11 +6,12 @@ earlier pyclams) the same is run with that code, so both sides come from one run
 machine. Models are cached in ``<out>/models`` (``<out>/models_before``): rerun to resume.
 
     .venv/bin/python benchmarks/cli_calibration.py --data ../shared/data \
-        --protocols P1 P2 P3 P5 P1_logref P1_logquery --seeds 0 1 2 \
+        --protocols P1 P2 P3 P5 P2_logref P2_logquery --seeds 0 1 2 \
         --before-src /tmp/pyclams-old -o benchmarks/results/calibration
 
-Protocols ``P1_logref`` / ``P1_logquery`` are P1 with the reference / the query given as
-log2(CPM + 1) instead of counts (a cross-kind pair: issue 12's input harmonisation).
+Protocols ``P2_logref`` / ``P2_logquery`` (and ``P1_...``) are P2 (P1) with the reference /
+the query given as log2(CPM + 1) instead of counts (cross-kind pairs: issue 12's input
+harmonisation).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import scipy.sparse as sp
 
 from clams_benchmark.protocols import load_protocol
 
-CROSS_KIND = {"P1_logref": ("P1", "ref"), "P1_logquery": ("P1", "query")}
+CROSS_KIND = {f"{p}_log{side}": (p, side) for p in ("P1", "P2") for side in ("ref", "query")}
 SUMMARY_COLS = ["accuracy", "macro_f1", "ece", "auroc_log_px", "realised_fdr", "ood_rejected",
                 "id_rejected", "train_s"]
 

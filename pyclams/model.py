@@ -271,6 +271,14 @@ class CLAMS:
         pvals, is_ood, calls = self.calibrator.flag(log_px, raw, conf, opts, neighbours)
         if "class_maps" in calls:  # keyed by class name (uns keys are strings)
             calls["class_maps"] = {self.classes[c]: m for c, m in calls["class_maps"].items()}
+        if calls.get("suspect_classes"):
+            calls["suspect_classes"] = [self.classes[c] for c in calls["suspect_classes"]]
+            logger.warning(
+                "predicted type(s) %s score far lower, relative to their reference cells, than "
+                "the other types: they may be made up mostly of a type the reference lacks, "
+                "which the query-aware call cannot flag. Inspect them (uns[key]['class_maps']; "
+                "calibration='class' judges them against the reference alone)",
+                calls["suspect_classes"])
         label_raw = np.asarray(self.classes, dtype=object)[raw]
         params = {**opts.to_dict(), "min_gene_overlap": min_gene_overlap, "layer": layer or "X",
                   "temperature": self.temperature}

@@ -127,8 +127,12 @@ class Calibrator:
             shift = query_shift(scores, ref_scores)
             info.update(score_neighbors=k, query_shift=shift, class_maps={
                 int(c): {"shift": m.shift, "scale": m.scale, "n_query": m.n_query,
-                         "n_reference": m.n_reference, "source": m.source}
+                         "n_reference": m.n_reference, "source": m.source,
+                         "displacement": m.displacement, "suspect": m.suspect}
                 for c, m in maps.items()})
+            suspects = [int(c) for c, m in maps.items() if m.suspect]
+            if suspects:
+                info["suspect_classes"] = suspects
             if shift < SHIFT_WARNING:
                 logger.warning(
                     "the query as a whole scores lower in log p(x) than the reference (its "

@@ -22,9 +22,11 @@ So the *shape* of the null, its lower tail included, comes from held-out known c
 *location and spread* from the query's own bulk. The assumption that replaces exchangeability:
 in each predicted class, the upper half of the query's cells are of known types and their score
 distribution differs from the reference's by a shift and a scale. What it costs: a predicted
-class made up mostly of a novel type is taken as known (its bulk sets the location); a query
-that is all one novel type flags nothing; classes with fewer than ``min_cells`` query cells
-borrow the map fitted on all query cells. :func:`query_shift` measures how far the query's bulk
+class made up mostly of a novel type is taken as known (its bulk sets the location); such a
+class usually lies far below the others relative to its reference cells, and is reported as
+``suspect`` (:func:`query_aligned_pvalues`) so that the user can look at it. A query that is all
+one novel type flags nothing; classes with fewer than ``min_cells`` query cells borrow the map
+fitted on all query cells. :func:`query_shift` measures how far the query's bulk
 sits from the reference, so that such cases can be reported.
 """
 
@@ -40,6 +42,9 @@ from .conformal import conformal_pvalues
 MATCHED_QUANTILES = (0.5, 0.95)
 #: the spread ratio is kept within these bounds (a degenerate class cannot blow it up)
 SCALE_BOUNDS = (0.25, 4.0)
+#: a class whose query median lies this many reference spreads below the typical class's is
+#: reported as possibly made up mostly of a novel type (see :func:`query_aligned_pvalues`)
+DISPLACED = 3.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class ClassMap:
     n_query: int
     n_reference: int
     source: str  # "class" or "all cells" (too few query cells of the class)
+    displacement: float = 0.0  # (query median - reference median) / reference upper spread
+    suspect: bool = False  # displaced far below the typical class: maybe mostly novel
 
 
 def affine_map(query: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -62,6 +69,19 @@ def affine_map(query: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     scale = (r_hi - r_lo) / spread_q if spread_q > 0 else 1.0
     scale = float(np.clip(scale, *SCALE_BOUNDS))
     return float(r_lo - scale * q_lo), scale
+
+
+def _spread(reference: np.ndarray) -> float:
+    """Upper spread of reference scores: 95th percentile minus median (1 if degenerate)."""
+    lo, hi = MATCHED_QUANTILES
+    r_lo, r_hi = np.quantile(reference, [lo, hi])
+    return float(r_hi - r_lo) if r_hi > r_lo else 1.0
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, cum[-1] / 2.0)])
 
 
 def query_aligned_pvalues(scores: np.ndarray, predicted: np.ndarray, ref_scores: np.ndarray,
@@ -81,7 +101,12 @@ def query_aligned_pvalues(scores: np.ndarray, predicted: np.ndarray, ref_scores:
 
     Returns
     -------
-    The p-values (small = lower than the class's known cells) and the map used per class.
+    The p-values (small = lower than the class's known cells) and the map used per class,
+    with its *displacement*: how far the class's query median lies from its reference median,
+    in units of the reference's upper spread (95th percentile minus median). A technical shift
+    moves the known types about alike; a class displaced :data:`DISPLACED` spreads or more
+    below the cell-weighted median class is ``suspect``: its bulk may be a novel type, which
+    this map cannot flag.
     """
     scores = np.asarray(scores, dtype=float)
     predicted = np.asarray(predicted)
@@ -92,19 +117,25 @@ def query_aligned_pvalues(scores: np.ndarray, predicted: np.ndarray, ref_scores:
     if scores.size == 0:
         return p, maps
     overall = affine_map(scores, ref_scores)
-    for c in np.unique(predicted):
-        in_class = predicted == c
+    classes = np.unique(predicted)
+    sizes = np.array([np.sum(predicted == c) for c in classes], dtype=float)
+    refs, displacement = {}, {}
+    for c in classes:
         ref_c = ref_scores[ref_predicted == c]
-        if ref_c.size < min_cells:
-            ref_c = ref_scores
-        if in_class.sum() >= min_cells:
-            shift, scale = affine_map(scores[in_class], ref_c)
-            source = "class"
+        refs[c] = ref_c if ref_c.size >= min_cells else ref_scores
+        displacement[c] = ((np.median(scores[predicted == c]) - np.median(refs[c]))
+                           / _spread(refs[c]))
+    typical = _weighted_median(np.array([displacement[c] for c in classes]), sizes)
+    for c, n in zip(classes, sizes, strict=True):
+        in_class = predicted == c
+        if n >= min_cells:
+            (shift, scale), source = affine_map(scores[in_class], refs[c]), "class"
         else:
-            shift, scale = overall
-            source = "all cells"
-        p[in_class] = conformal_pvalues(shift + scale * scores[in_class], ref_c)
-        maps[int(c)] = ClassMap(shift, scale, int(in_class.sum()), int(ref_c.size), source)
+            (shift, scale), source = overall, "all cells"
+        p[in_class] = conformal_pvalues(shift + scale * scores[in_class], refs[c])
+        maps[int(c)] = ClassMap(shift, scale, int(n), int(refs[c].size), source,
+                                float(displacement[c]),
+                                bool(displacement[c] <= typical - DISPLACED))
     return p, maps
 
 

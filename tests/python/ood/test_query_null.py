@@ -50,3 +50,15 @@ def test_query_shift_is_the_reference_share_below_the_query_median():
     assert query_shift(np.array([49.5]), ref) == 0.5
     assert query_shift(np.array([-1.0]), ref) == 0.0
     assert np.isnan(query_shift(np.zeros(0), ref))
+
+
+def test_a_class_far_below_the_others_is_suspect():
+    rng = np.random.default_rng(3)
+    ref_pred = np.repeat([0, 1, 2], 300)
+    ref = rng.normal(0, 1, 900)
+    pred = np.repeat([0, 1, 2], 200)
+    # classes 0 and 1 shifted alike (technical); class 2's bulk far lower (a novel type)
+    query = np.r_[rng.normal(-2, 1, 400), rng.normal(-12, 1, 200)]
+    _, maps = query_aligned_pvalues(query, pred, ref, ref_pred)
+    assert [maps[c].suspect for c in range(3)] == [False, False, True]
+    assert maps[2].displacement < maps[0].displacement - 3
