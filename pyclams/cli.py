@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         query = _read_h5ad(args.query, assay=args.assay)
     model = CLAMS(preset=args.preset, n_top_genes=args.n_top_genes)
     model.fit(ref, labels_key=args.labels_key, layer=args.layer, is_log=args.is_log,
-              batch_key=args.batch_key, integrate=args.integrate, query=query,
+              log_base=args.log_base, batch_key=args.batch_key, integrate=args.integrate, query=query,
               max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
               device=args.device, verbose=not args.quiet)
     model.save(args.output, overwrite=args.overwrite)
@@ -118,7 +118,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         from .r_bridge import annotate_rds
         df = annotate_rds(args.query, args.output, model, assay=args.assay,
                           layer=args.layer or "counts", key_added=args.key_added,
-                          overwrite=args.overwrite, is_log=args.is_log, ood_fdr=args.ood_fdr,
+                          overwrite=args.overwrite, is_log=args.is_log,
+                          log_base=args.log_base, ood_fdr=args.ood_fdr,
                           ood_method=args.ood_method, calibration=args.calibration,
                           n_neighbors=args.n_neighbors, min_gene_overlap=args.min_gene_overlap)
         print(df["label"].value_counts().to_string())
@@ -127,6 +128,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     _check_output_file(args.output, ".h5ad")
     query = _read_h5ad(args.query)
     model.annotate(query, key_added=args.key_added, layer=args.layer, is_log=args.is_log,
+                   log_base=args.log_base,
                    ood_fdr=args.ood_fdr, ood_method=args.ood_method,
                    calibration=args.calibration, n_neighbors=args.n_neighbors,
                    min_gene_overlap=args.min_gene_overlap, overwrite=args.overwrite)
@@ -189,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="input is already log-normalised")
         g.add_argument("--is-counts", dest="is_log", action="store_const", const=False,
                        help="input holds (possibly non-integer) counts")
+        p.add_argument("--log-base", choices=["e", "2", "10"], default=None,
+                       help="base of log-normalised input (default: detected)")
 
     p = sub.add_parser("train", help="train a model on a labelled reference")
     p.add_argument("reference", help="reference .h5ad (or a Seurat object in .rds)")

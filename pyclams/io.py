@@ -18,7 +18,11 @@ model_id            16 hex digits: hash of the network weights
 preset              ``"clams"``, ``"jem"`` or ``"classifier"`` (older files: others)
 classes             list of ``{"name": str, "n_cells": int}`` in the network's output order
 preprocess          ``input_kind`` (``"counts"``/``"log"``), ``genes`` (model genes in input
-                    order), ``size_genes``, ``clip``, ``target_sum``, ``extra``, ``n_top_genes``
+                    order), ``size_genes``, ``clip``, ``target_sum``, ``extra``, ``n_top_genes``,
+                    ``log_base`` (base of a log-normalised reference, null for counts),
+                    ``log_base_source`` (``"detected"``/``"guessed"``/``"given"``, null for
+                    counts), ``harmonise`` (true: log input is un-logged and normalised like
+                    counts; false or absent, in older files: it is used as it is)
 network             ``n_input``, ``n_classes`` and the architecture (:class:`ResNetMLP`)
 training            ``train``, ``sgld``, ``generative`` settings, ``labels_key``, ``seed``, ...
 calibration         ``temperature`` (> 0), ``n_scores``, ``held_out``
@@ -30,7 +34,9 @@ weights_sha256      SHA-256 of ``model.safetensors``
 
 Arrays in ``model.safetensors``: ``net.*`` (the network's state dict), ``preprocess.mean`` and
 ``preprocess.sd`` (one value per model gene), ``calibration.scores`` and
-``calibration.predicted`` (held-out reference cells), ``sampling.class_means`` (classes x
+``calibration.predicted`` (held-out reference cells), ``calibration.neighbours`` (each
+held-out cell and its 30 nearest held-out cells, int32; absent in files written before
+query-aware calibration), ``sampling.class_means`` (classes x
 features) and, with Harmony, ``harmony.*``.
 """
 
@@ -276,6 +282,12 @@ def check_consistency(path: str | os.PathLike, cfg: dict, tensors: dict[str, np.
     pred = tensors.get("calibration.predicted")
     if pred is not None and pred.size and (pred.min() < 0 or pred.max() >= len(classes)):
         raise ModelFormatError(f"{where}: calibration classes out of range")
+    nbrs, scores = tensors.get("calibration.neighbours"), tensors.get("calibration.scores")
+    if nbrs is not None and scores is not None and (
+            nbrs.ndim != 2 or nbrs.shape[0] != scores.size
+            or (nbrs.size and (nbrs.min() < 0 or nbrs.max() >= scores.size))):
+        raise ModelFormatError(f"{where}: calibration neighbourhoods do not match the "
+                               "held-out cells")
 
 
 def _check_order(where: Path, what: str, names: list[str], stored: list[str] | None) -> None:

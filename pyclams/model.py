@@ -26,6 +26,7 @@ from ._settings import resolve_device
 from ._version import __version__
 from .data.checks import check_anndata
 from .data.preprocess import CLIP
+from .data.scale import base_name
 from .data.space import GeneSpace
 from .ebm.generate import draw_cells
 from .ebm.losses import PRESETS, GenerativeLossConfig
@@ -142,7 +143,7 @@ class CLAMS:
     def fit(self, adata: ad.AnnData, *, labels_key: str, layer: str | None = None,
             is_log: bool | None = None, batch_key: str | None = None,
             integrate: Literal["harmony"] | None = None, query: ad.AnnData | None = None,
-            query_layer: str | None = None, n_pcs: int = 30,
+            query_layer: str | None = None, n_pcs: int = 30, log_base: str | float | None = None,
             max_epochs: int | None = None, batch_size: int | None = None, seed: int = 0,
             device: str = "auto", verbose: bool = True) -> CLAMS:
         """Train on a labelled reference.
@@ -155,6 +156,9 @@ class CLAMS:
             Column of ``adata.obs`` with the cell types. Unlabelled cells are left out.
         is_log
             Override the counts / log-normalised detection.
+        log_base
+            Base of log-normalised input (``"e"``, 2 or 10) instead of detecting it; such input
+            is un-logged and normalised like counts (:mod:`pyclams.data.scale`).
         batch_key
             Column of ``obs`` with batches: used for batch-aware gene selection and, with
             Harmony, as a covariate (it must then exist in ``query`` too).
@@ -186,7 +190,7 @@ class CLAMS:
         ref = prepare_reference(adata, labels_key=labels_key, layer=layer, is_log=is_log,
                                 n_top_genes=self.n_top_genes, batch_key=batch_key,
                                 integrate=integrate, query=query, query_layer=query_layer,
-                                n_pcs=n_pcs, val_fraction=tcfg.val_fraction,
+                                n_pcs=n_pcs, log_base=log_base, val_fraction=tcfg.val_fraction,
                                 test_fraction=tcfg.test_fraction, seed=seed)
         self.space, self.classes, self.class_counts = ref.space, ref.classes, ref.class_counts
         self.net = build_network(self.network_config, n_features=ref.features.n_features,
@@ -236,6 +240,7 @@ class CLAMS:
 
     # ------------------------------------------------------------------ inference
     def infer(self, adata: ad.AnnData, *, layer: str | None = None, is_log: bool | None = None,
+              log_base: str | float | None = None,
               ood: OODOptions | dict | None = None, ood_method: str | None = None,
               ood_fdr: float | None = None, calibration: str | None = None,
               min_confidence: float | None = None, n_neighbors: int | None = None,
@@ -257,7 +262,9 @@ class CLAMS:
                                       calibration=calibration, min_confidence=min_confidence,
                                       n_neighbors=n_neighbors)
         features, overlap = self.space.transform(adata, layer=layer, is_log=is_log,
+                                                 log_base=log_base,
                                                  min_gene_overlap=min_gene_overlap)
+        query_input = _input_record(self.space.last_input)
         logits, embedding = logits_and_embedding(self.net, features, batch_size=batch_size,
                                                  device=self.device)
         log_px = torch.logsumexp(logits, 1).numpy()
@@ -286,6 +293,8 @@ class CLAMS:
                 "preset": self.preset, "gene_overlap": float(overlap),
                 "diverged": bool(self.history_.diverged),
                 "n_calibration": self.calibrator.n_scores,
+                "input": query_input,
+                "reference_input": _input_record(self.preprocessor.reference_input()),
                 "label_neighbors": 0 if neighbours is None else opts.n_neighbors,
                 **calls, "params": params}
         return AnnotationResult(
@@ -380,3 +389,13 @@ class CLAMS:
             return f"CLAMS(preset={self.preset!r}, untrained)"
         return (f"CLAMS(preset={self.preset!r}, {len(self.classes)} classes, "
                 f"{self.net.config['n_input']} features, model_id={self.model_id})")
+
+
+def _input_record(desc: dict[str, Any] | None) -> dict[str, Any]:
+    """What a matrix held, for ``uns``: kind, log base ("e", "2", "10" or "none") and how the
+    base was found ("detected", "guessed", "given" or "none")."""
+    desc = desc or {}
+    base = desc.get("log_base")
+    return {"kind": str(desc.get("kind", "unknown")),
+            "log_base": "none" if base is None else base_name(base),
+            "log_base_source": str(desc.get("log_base_source") or "none")}

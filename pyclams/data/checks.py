@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from .._logging import logger
 from ..errors import PyClamsInputError
+from .scale import clear_base, integer_errors
 
 InputKind = Literal["counts", "log"]
 
@@ -91,9 +92,9 @@ def check_matrix_values(x, *, what: str = "adata.X") -> None:
                 f"{what} contains NaN or infinite values; remove or impute them first")
         if vals.min() < 0:
             raise PyClamsInputError(
-                f"{what} has negative values (min {vals.min():.3g}): it looks scaled or centred. "
-                "pyclams needs raw counts or log-normalised data: pass layer= with counts, or "
-                "use adata.raw")
+                f"{what} has negative values (min {vals.min():.3g}): it looks scaled or centred "
+                "(e.g. by sc.pp.scale); pass the raw counts (layer='counts' or "
+                "adata.raw.to_adata()) or the log-normalised values from before scaling")
 
 
 def is_raw_counts(x) -> bool:
@@ -108,8 +109,10 @@ def detect_input_kind(x, *, is_log: bool | None = None, what: str = "adata.X") -
     """Decide whether ``x`` holds raw counts or log-normalised values.
 
     Raw counts are integer-valued; log-normalised data are non-integer and below
-    :data:`LOG_MAX_VALUE`. ``is_log`` overrides the guess (``True``: already log-normalised,
-    never logged again; ``False``: counts, normalised and logged here).
+    :data:`LOG_MAX_VALUE`. Values below :data:`TWICE_LOGGED_MAX` are refused as logged twice,
+    unless they derive from counts under some log base (e.g. ``log10(CP10k + 1)``, see
+    :func:`~.scale.integer_errors`). ``is_log`` overrides the guess (``True``: already
+    log-normalised, never logged again; ``False``: counts, normalised and logged here).
     """
     vals = _sample_values(x)
     looks_integer = vals.size == 0 or bool(np.all(np.equal(np.mod(vals, 1), 0)))
@@ -117,7 +120,7 @@ def detect_input_kind(x, *, is_log: bool | None = None, what: str = "adata.X") -
     if is_log is True:
         if looks_integer and vmax > LOG_MAX_VALUE:
             logger.warning("%s looks like raw counts (integers up to %g) but is_log=True: "
-                           "using it without normalisation", what, vmax)
+                           "it is taken for log-normalised values", what, vmax)
         return "log"
     if is_log is False:
         if not looks_integer and vmax <= LOG_MAX_VALUE:
@@ -126,7 +129,7 @@ def detect_input_kind(x, *, is_log: bool | None = None, what: str = "adata.X") -
         return "counts"
     if looks_integer:
         return "counts"
-    if vmax < TWICE_LOGGED_MAX:
+    if vmax < TWICE_LOGGED_MAX and clear_base(integer_errors(x)) is None:
         raise PyClamsInputError(
             f"{what} looks log-transformed twice: its largest value is {vmax:.3g}, while "
             "log1p of counts per 10,000 reaches 5 or more; pass the raw counts or the "

@@ -4,11 +4,17 @@ The :class:`Preprocessor` is fitted once on the reference and stored in the mode
 AnnData into a sparse log-normalised matrix over the model's genes; minibatches are then
 standardised with the reference's per-gene mean and sd and clipped (see :mod:`.loader`). No whole
 count matrix is ever densified.
+
+One input scale whatever the data kind: raw counts become log1p of counts per 10,000 over the
+reference's genes; log-normalised input (log1p CP10k, log2 CPM or TPM, ...) is first un-logged
+with its detected base (:mod:`.scale`) and then normalised the same way. Models stored before
+this (``harmonise`` absent from their config) keep passing log input through unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -25,6 +31,7 @@ from .checks import (
     get_matrix,
 )
 from .genes import align_genes
+from .scale import base_name, detect_log_base, parse_log_base, unlog
 
 TARGET_SUM = 1e4
 CLIP = 10.0
@@ -44,15 +51,20 @@ def selection_matrix(positions: np.ndarray, n_source: int) -> sp.csr_matrix:
 
 
 def log_normalise(x, *, kind: InputKind, size_mask: np.ndarray | None = None,
-                  target_sum: float = TARGET_SUM) -> sp.csr_matrix:
-    """log1p(target_sum * counts / library size), sparse; log input is returned as CSR float32.
+                  target_sum: float = TARGET_SUM, log_base: float | None = None
+                  ) -> sp.csr_matrix:
+    """log1p(target_sum * counts / library size), sparse CSR float32.
 
     ``size_mask`` (bool over genes) restricts the library size to some genes, so that a query
-    measured on more genes than the reference is scaled like the reference.
+    measured on more genes than the reference is scaled like the reference. Log input is
+    un-logged with ``log_base`` and then normalised like counts; without ``log_base`` (models
+    stored before harmonisation) it is returned as it is.
     """
-    x = _as_csr(x).astype(np.float32)
     if kind == "log":
-        return x
+        if log_base is None:
+            return _as_csr(x).astype(np.float32)
+        return _normalise_log1p(unlog(_as_csr(x), log_base), size_mask, target_sum)
+    x = _as_csr(x).astype(np.float32)
     totals = np.asarray(x @ size_mask.astype(np.float32) if size_mask is not None
                         else x.sum(axis=1)).ravel()
     totals[totals <= 0] = 1.0
@@ -60,6 +72,43 @@ def log_normalise(x, *, kind: InputKind, size_mask: np.ndarray | None = None,
     out = out.tocsr()
     np.log1p(out.data, out=out.data)
     return out
+
+
+def _normalise_log1p(v: sp.csr_matrix, size_mask: np.ndarray | None,
+                     target_sum: float) -> sp.csr_matrix:
+    """log1p(target_sum * v / total of v over ``size_mask``) of un-logged values (float64 in,
+    float32 out)."""
+    totals = np.asarray(v @ size_mask.astype(np.float64) if size_mask is not None
+                        else v.sum(axis=1)).ravel()
+    totals[totals <= 0] = 1.0
+    out = (sp.diags(target_sum / totals) @ v).tocsr()
+    np.log1p(out.data, out=out.data)
+    return out.astype(np.float32)
+
+
+def describe_input(x, *, is_log: bool | None = None, log_base: str | float | None = None,
+                   what: str = "adata.X") -> dict[str, Any]:
+    """What ``x`` holds: ``{"kind": "counts"/"log", "log_base": float or None,
+    "log_base_source": "detected"/"guessed"/"given" or None}``.
+
+    ``log_base`` (``"e"``, 2 or 10) is checked even for counts, where it is ignored.
+    """
+    given = parse_log_base(log_base)
+    kind = detect_input_kind(x, is_log=is_log, what=what)
+    if kind == "counts":
+        if given is not None:
+            logger.warning("%s holds counts: log_base=%r is ignored", what, log_base)
+        return {"kind": kind, "log_base": None, "log_base_source": None}
+    base, source = detect_log_base(x, log_base=given, what=what)
+    return {"kind": kind, "log_base": base, "log_base_source": source}
+
+
+def input_label(desc: dict[str, Any]) -> str:
+    """``"counts"`` or e.g. ``"log-normalised (base 2, detected)"`` for :func:`describe_input`'s
+    result."""
+    if desc["kind"] == "counts" or desc.get("log_base") is None:
+        return "counts" if desc["kind"] == "counts" else "log-normalised"
+    return f"log-normalised (base {base_name(desc['log_base'])}, {desc['log_base_source']})"
 
 
 def sparse_mean_sd(x: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +137,14 @@ class Preprocessor:
         Per-gene mean and sd of the reference's log-normalised values.
     clip
         Standardised values are clipped to ``[-clip, clip]``.
+    log_base, log_base_source
+        The log base of a log-normalised reference and how it was found (``"detected"``,
+        ``"guessed"``, ``"given"``); None for counts.
+    harmonise
+        Un-log log-normalised input and normalise it like counts (True for every model fitted
+        now); False for models stored before, which pass log input through unchanged.
+    last_input
+        What the last :meth:`log_normalised` call was given (see :func:`describe_input`).
     """
 
     input_kind: InputKind
@@ -98,23 +155,33 @@ class Preprocessor:
     clip: float = CLIP
     target_sum: float = TARGET_SUM
     extra: dict = field(default_factory=dict)
+    log_base: float | None = None
+    log_base_source: str | None = None
+    harmonise: bool = True
+    last_input: dict[str, Any] | None = field(default=None, init=False, repr=False,
+                                              compare=False)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, adata: ad.AnnData, *, layer: str | None = None, is_log: bool | None = None,
             n_top_genes: int = 2000, cells: np.ndarray | None = None,
-            batch_key: str | None = None) -> Preprocessor:
-        """Fit on the reference: detect counts vs log, choose HVGs, store mean and sd.
+            batch_key: str | None = None, log_base: str | float | None = None
+            ) -> Preprocessor:
+        """Fit on the reference: detect counts vs log (and the log base), choose HVGs, store
+        mean and sd.
 
         ``cells`` (bool mask) restricts fitting to some cells (e.g. the labelled ones).
+        ``log_base`` (``"e"``, 2 or 10) sets the base of log-normalised input instead of
+        detecting it.
         """
         return cls.fit_transform(adata, layer=layer, is_log=is_log, n_top_genes=n_top_genes,
-                                 cells=cells, batch_key=batch_key)[0]
+                                 cells=cells, batch_key=batch_key, log_base=log_base)[0]
 
     @classmethod
     def fit_transform(cls, adata: ad.AnnData, *, layer: str | None = None,
                       is_log: bool | None = None, n_top_genes: int = 2000,
-                      cells: np.ndarray | None = None, batch_key: str | None = None
+                      cells: np.ndarray | None = None, batch_key: str | None = None,
+                      log_base: str | float | None = None
                       ) -> tuple[Preprocessor, sp.csr_matrix]:
         """:meth:`fit`, also returning the fitted cells' log-normalised values at the model
         genes (what :meth:`log_normalised` would give for them, computed once)."""
@@ -123,20 +190,20 @@ class Preprocessor:
         what = f"adata.layers[{layer!r}]" if layer else "adata.X"
         check_matrix_values(x, what=what)
         check_no_empty_cells(x, what=what)
-        kind = detect_input_kind(x, is_log=is_log, what=what)
+        desc = describe_input(x, is_log=is_log, log_base=log_base, what=what)
         if cells is not None:
             x = x[np.asarray(cells)]
-        logx = log_normalise(x, kind=kind)
+        logx = log_normalise(x, kind=desc["kind"], log_base=desc["log_base"])
         genes = cls._highly_variable(adata, logx, n_top_genes=n_top_genes, cells=cells,
                                      batch_key=batch_key)
         pos = adata.var_names.get_indexer(genes)
         picked = logx[:, pos].tocsr()
         mean, sd = sparse_mean_sd(picked)
-        logger.info("reference: %s, %d cells, %d of %d genes selected", kind, x.shape[0],
-                    len(genes), adata.n_vars)
-        pre = cls(input_kind=kind, genes=list(map(str, genes)),
-                  size_genes=list(map(str, adata.var_names)) if kind == "counts" else None,
-                  mean=mean, sd=sd)
+        logger.info("reference: %s, %d cells, %d of %d genes selected", input_label(desc),
+                    x.shape[0], len(genes), adata.n_vars)
+        pre = cls(input_kind=desc["kind"], genes=list(map(str, genes)),
+                  size_genes=list(map(str, adata.var_names)), mean=mean, sd=sd,
+                  log_base=desc["log_base"], log_base_source=desc["log_base_source"])
         return pre, picked
 
     @staticmethod
@@ -157,11 +224,13 @@ class Preprocessor:
     # ------------------------------------------------------------------ applying
     def log_normalised(self, adata: ad.AnnData, *, layer: str | None = None,
                        is_log: bool | None = None, min_gene_overlap: float = 0.5,
-                       what: str = "query") -> tuple[sp.csr_matrix, np.ndarray, float]:
+                       what: str = "query", log_base: str | float | None = None
+                       ) -> tuple[sp.csr_matrix, np.ndarray, float]:
         """Log-normalised values of ``adata`` at the model genes.
 
         Returns the sparse matrix (cells x model genes; missing genes are zero columns), a bool
-        mask of missing model genes, and the gene overlap.
+        mask of missing model genes, and the gene overlap. What ``adata`` held (counts or log,
+        and the log base) is left in :attr:`last_input`.
         """
         check_names(adata)
         x = get_matrix(adata, layer)
@@ -170,19 +239,41 @@ class Preprocessor:
         check_no_empty_cells(x, what=where)
         pos, overlap = align_genes(adata.var_names, self.genes, min_overlap=min_gene_overlap,
                                    what=what)
-        kind = detect_input_kind(x, is_log=is_log, what=where)
-        if kind != self.input_kind:
-            logger.warning("the reference held %s but the %s holds %s; both are brought to "
-                           "log-normalised values", self.input_kind, what, kind)
+        desc = describe_input(x, is_log=is_log, log_base=log_base, what=where)
+        self.last_input = desc
+        logger.info("%s: %s", what, input_label(desc))
+        self._warn_mismatch(desc, what)
+        kind = desc["kind"]
         size_mask = None
-        if kind == "counts" and self.size_genes is not None:
+        if (kind == "counts" or self.harmonise) and self.size_genes is not None:
             size_mask = adata.var_names.isin(self.size_genes)
             if size_mask.all():
                 size_mask = None
         # normalise on the query's own genes, then pick and order the model genes
-        logx = log_normalise(x, kind=kind, size_mask=size_mask, target_sum=self.target_sum)
+        logx = log_normalise(x, kind=kind, size_mask=size_mask, target_sum=self.target_sum,
+                             log_base=desc["log_base"] if self.harmonise else None)
         picked = (logx @ selection_matrix(pos, adata.n_vars)).tocsr()
         return picked, pos < 0, overlap
+
+    def reference_input(self) -> dict[str, Any]:
+        """What the reference held, as :func:`describe_input` gives it."""
+        return {"kind": self.input_kind, "log_base": self.log_base,
+                "log_base_source": self.log_base_source}
+
+    def _warn_mismatch(self, desc: dict[str, Any], what: str) -> None:
+        """Warn when the query's kind (or log base) differs from the reference's."""
+        ref = self.reference_input()
+        if not self.harmonise:
+            if desc["kind"] != ref["kind"]:
+                logger.warning("the reference held %s but the %s holds %s; both are brought to "
+                               "log-normalised values", ref["kind"], what, desc["kind"])
+            return
+        same_base = (desc["log_base"] is None or ref["log_base"] is None
+                     or np.isclose(desc["log_base"], ref["log_base"]))
+        if desc["kind"] != ref["kind"] or not same_base:
+            logger.warning("the reference held %s but the %s holds %s; both are brought to "
+                           "log1p of counts per 10,000", input_label(ref), what,
+                           input_label(desc))
 
     def standardise(self, x: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """(x - mean) / sd clipped to ``[-clip, clip]``; missing genes set to 0 (the mean)."""
@@ -196,14 +287,22 @@ class Preprocessor:
         """JSON-able part (arrays go to safetensors)."""
         return {"input_kind": self.input_kind, "genes": self.genes,
                 "size_genes": self.size_genes, "clip": self.clip,
-                "target_sum": self.target_sum, "extra": self.extra}
+                "target_sum": self.target_sum, "extra": self.extra,
+                "log_base": self.log_base, "log_base_source": self.log_base_source,
+                "harmonise": self.harmonise}
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {"preprocess.mean": self.mean, "preprocess.sd": self.sd}
 
     @classmethod
     def from_config(cls, cfg: dict, tensors: dict[str, np.ndarray]) -> Preprocessor:
+        """The preprocessor stored by :meth:`to_config` and :meth:`tensors`; a config without
+        ``harmonise`` (written before it existed) passes log input through unchanged."""
+        base = cfg.get("log_base")
         return cls(input_kind=cfg["input_kind"], genes=list(cfg["genes"]),
                    size_genes=cfg.get("size_genes"), mean=np.asarray(tensors["preprocess.mean"]),
                    sd=np.asarray(tensors["preprocess.sd"]), clip=float(cfg["clip"]),
-                   target_sum=float(cfg["target_sum"]), extra=dict(cfg.get("extra", {})))
+                   target_sum=float(cfg["target_sum"]), extra=dict(cfg.get("extra", {})),
+                   log_base=None if base is None else float(base),
+                   log_base_source=cfg.get("log_base_source"),
+                   harmonise=bool(cfg.get("harmonise", False)))

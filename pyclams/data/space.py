@@ -22,27 +22,36 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PyClamsInputError
+from .checks import get_matrix
 from .harmony import harmonize
 from .loader import FeatureMatrix
-from .preprocess import CLIP, Preprocessor
+from .preprocess import CLIP, Preprocessor, describe_input
 
 HARMONY_ARRAYS = ("query_pcs", "pc_mean", "pc_sd", "loadings", "center")
 
 
 class GeneSpace:
-    """Standardised log-expression of the model genes (see :class:`Preprocessor`)."""
+    """Standardised log-expression of the model genes (see :class:`Preprocessor`).
+
+    After :meth:`transform`, :attr:`last_input` says what the cells it was given held:
+    ``{"kind": "counts"/"log", "log_base": float or None, "log_base_source":
+    "detected"/"guessed"/"given" or None}``.
+    """
 
     kind = "genes"
 
     def __init__(self, preprocessor: Preprocessor):
         self.preprocessor = preprocessor
+        self.last_input: dict[str, Any] | None = None
 
     @classmethod
     def fit(cls, ref: ad.AnnData, *, layer: str | None, is_log: bool | None, n_top_genes: int,
-            batch_key: str | None) -> tuple[GeneSpace, FeatureMatrix]:
+            batch_key: str | None, log_base: str | float | None = None
+            ) -> tuple[GeneSpace, FeatureMatrix]:
         """Fit on the (labelled) reference cells; return the space and their features."""
         pre, logx = Preprocessor.fit_transform(ref, layer=layer, is_log=is_log,
-                                               n_top_genes=n_top_genes, batch_key=batch_key)
+                                               n_top_genes=n_top_genes, batch_key=batch_key,
+                                               log_base=log_base)
         return cls(pre), FeatureMatrix(logx, pre.standardise)
 
     @property
@@ -60,12 +69,15 @@ class GeneSpace:
 
     def transform(self, adata: ad.AnnData, *, layer: str | None = None,
                   is_log: bool | None = None, min_gene_overlap: float = 0.5,
-                  what: str = "query") -> tuple[FeatureMatrix, float]:
-        """Features of ``adata`` and the share of model genes it has."""
+                  what: str = "query", log_base: str | float | None = None
+                  ) -> tuple[FeatureMatrix, float]:
+        """Features of ``adata`` and the share of model genes it has (sets
+        :attr:`last_input`)."""
         pre = self.preprocessor
         logx, missing, overlap = pre.log_normalised(adata, layer=layer, is_log=is_log,
                                                     min_gene_overlap=min_gene_overlap,
-                                                    what=what)
+                                                    what=what, log_base=log_base)
+        self.last_input = pre.last_input
         return FeatureMatrix(logx, lambda b: pre.standardise(b, missing)), overlap
 
     def inverse(self, x: np.ndarray) -> np.ndarray:
@@ -132,14 +144,19 @@ class HarmonySpace(GeneSpace):
 
     def transform(self, adata: ad.AnnData, *, layer: str | None = None,
                   is_log: bool | None = None, min_gene_overlap: float = 0.5,
-                  what: str = "query") -> tuple[FeatureMatrix, float]:
-        """The stored corrected PCs of the training query (the only cells this space knows)."""
+                  what: str = "query", log_base: str | float | None = None
+                  ) -> tuple[FeatureMatrix, float]:
+        """The stored corrected PCs of the training query (the only cells this space knows);
+        :attr:`last_input` describes ``adata``'s matrix."""
         cells = self.harmony["query_cells"]
         if list(map(str, adata.obs_names)) != cells:
             raise PyClamsInputError(
                 f"this model was trained with integrate='harmony' on a query of {len(cells)} "
                 "cells and works only on those same cells (same names, same order); retrain "
                 "with the new query, or train without integrate= for a reusable model")
+        where = f"{what} " + (f"layers[{layer!r}]" if layer else "X")
+        self.last_input = describe_input(get_matrix(adata, layer), is_log=is_log,
+                                         log_base=log_base, what=where)
         h = self.harmony
         return FeatureMatrix(h["query_pcs"], _pc_standardiser(h["pc_mean"], h["pc_sd"])), 1.0
 

@@ -24,7 +24,7 @@ from .options import OODOptions
 from .query_null import query_aligned_pvalues, query_shift
 
 #: below this share of held-out reference cells scoring under the query's median (neighbour
-#: averages), the query is reported as shifted as a whole
+#: averages), the query is reported (logged) as shifted as a whole
 SHIFT_WARNING = 0.05
 #: fewer query cells than this: the query-aware calibration falls back to the reference
 MIN_QUERY_CELLS = 50
@@ -134,7 +134,7 @@ class Calibrator:
             if suspects:
                 info["suspect_classes"] = suspects
             if shift < SHIFT_WARNING:
-                logger.warning(
+                logger.info(
                     "the query as a whole scores lower in log p(x) than the reference (its "
                     "median is below all but %.1f%% of held-out reference cells): it may come "
                     "from another lab, technology or condition, or be mostly of types the "

@@ -43,17 +43,18 @@ def prepare_reference(adata: ad.AnnData, *, labels_key: str, layer: str | None,
                       is_log: bool | None, n_top_genes: int, batch_key: str | None,
                       integrate: str | None, query: ad.AnnData | None, query_layer: str | None,
                       n_pcs: int, val_fraction: float, test_fraction: float,
-                      seed: int) -> Reference:
+                      seed: int, log_base: str | float | None = None) -> Reference:
     """Fit the feature space on the labelled cells, seed everything, encode and split them.
 
     Unlabelled cells are left out. Classes are sorted names. With ``integrate="harmony"`` the
-    features are the corrected PCs of a joint PCA with ``query``.
+    features are the corrected PCs of a joint PCA with ``query``. ``log_base`` sets the base of
+    a log-normalised reference instead of detecting it.
     """
     labels = check_labels(adata, labels_key)
     labelled = labels.notna().to_numpy()
     ref = adata[labelled] if not labelled.all() else adata
     space, features = GeneSpace.fit(ref, layer=layer, is_log=is_log, n_top_genes=n_top_genes,
-                                    batch_key=batch_key)
+                                    batch_key=batch_key, log_base=log_base)
     seed_everything(seed)
     if integrate == "harmony":
         space, features = HarmonySpace.fit_joint(space, features, ref, query,

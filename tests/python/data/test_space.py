@@ -32,5 +32,6 @@ def test_harmony_space_is_tied_to_its_query(ref, query):
     assert isinstance(back, HarmonySpace)
     fm, _ = back.transform(query)
     assert fm.n_cells == query.n_obs
+    assert back.last_input == {"kind": "counts", "log_base": None, "log_base_source": None}
     with pytest.raises(PyClamsInputError, match="works only on those same cells"):
         back.transform(query[::-1])
