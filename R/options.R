@@ -114,7 +114,7 @@ print.clams_options <- function(x, ...) {
 # The settings of the OOD ("unknown") call, checked once; Python receives them as the dict of
 # pyclams.ood.options.OODOptions (method, fdr, calibration, min_confidence, n_neighbors).
 .ood_options <- function(fdr = 0.05, method = "conformal", calibration = "query",
-                         min.confidence = 0.5, n.neighbors = 15) {
+                         min.confidence = 0.5, n.neighbors = 10) {
   .check_number(fdr, "ood.fdr", lower = 0, upper = 1, lower.open = TRUE, upper.open = TRUE)
   .check_choice(method, "ood.method", c("conformal", "max_prob"))
   .check_choice(calibration, "calibration", c("query", "class", "pooled"))

@@ -5,7 +5,7 @@
 #' Annotate cells with CLAMS and flag unknown cell types
 #'
 #' Predicts, for every cell, its reference cell type, a confidence and whether the cell is of a
-#' type the reference lacks (out-of-distribution, OOD). By default each cell is read with its 15
+#' type the reference lacks (out-of-distribution, OOD). By default each cell is read with its 10
 #' nearest query cells: its type is their consensus, its confidence the share of them called the
 #' same, and its OOD p-value compares the model's density log p(x), averaged over them and
 #' aligned per predicted type to the query's own bulk, with held-out reference cells; cells are
@@ -75,7 +75,7 @@
 #'   (`"query"` (default): p-values relative to the query's own bulk per predicted type,
 #'   robust to another lab or condition; `"class"`: against held-out reference cells of the
 #'   predicted class alone, or `"pooled"`),
-#'   `min.confidence` (0.5), `n.neighbors` (15: the query cells each cell's type, confidence
+#'   `min.confidence` (0.5), `n.neighbors` (10: the query cells each cell's type, confidence
 #'   and OOD score are averaged over; 0: each cell alone) and `min.gene.overlap` (0.5: the
 #'   share of the model's genes the
 #'   query must have).

@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how OOD p-values are calibrated: 'query' (default) against the query's "
                         "own bulk per predicted type, robust to another lab or condition; "
                         "'class'/'pooled' against held-out reference cells alone")
-    p.add_argument("--n-neighbors", type=_whole(0), default=15,
+    p.add_argument("--n-neighbors", type=_whole(0), default=10,
                    help="query cells each cell's type, confidence and OOD score are averaged "
                         "over (0-30; 0: each cell alone)")
     p.add_argument("--min-gene-overlap", type=_share(open_ends=False), default=0.5)

@@ -250,7 +250,7 @@ class CLAMS:
         The OOD settings come from ``ood`` (:class:`~pyclams.ood.options.OODOptions` or a dict)
         and the flat arguments ``ood_method``, ``ood_fdr``, ``calibration``,
         ``min_confidence`` and ``n_neighbors``, which take precedence (defaults: conformal,
-        0.05, query, 0.5, 15). With ``n_neighbors > 0`` (and at least
+        0.05, query, 0.5, 10). With ``n_neighbors > 0`` (and at least
         :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) each cell's type is its
         neighbourhood's consensus and its confidence the share of the neighbourhood that agrees
         (:func:`pyclams.ood.neighbours.consensus`).

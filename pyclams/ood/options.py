@@ -61,7 +61,7 @@ class OODOptions:
     fdr: float = 0.05
     calibration: str = "query"
     min_confidence: float = 0.5
-    n_neighbors: int = 15
+    n_neighbors: int = 10
 
     def __post_init__(self):
         if self.method not in OOD_METHODS:

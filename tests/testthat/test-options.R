@@ -68,7 +68,7 @@ test_that("the OOD settings are one checked object, sent to Python as OODOptions
   o <- pyclams:::.ood_options()
   expect_s3_class(o, "clams_ood_options")
   expect_identical(unclass(o), list(method = "conformal", fdr = 0.05, calibration = "query",
-                                    min_confidence = 0.5, n_neighbors = 15))
+                                    min_confidence = 0.5, n_neighbors = 10))
   s <- pyclams:::.run_settings("data", 0.2, "cpu", 1, FALSE, "RNA", ood.method = "max_prob",
                                min.confidence = 0.9, min.gene.overlap = 0.3, n.neighbors = 0)
   expect_s3_class(s, "clams_run_settings")

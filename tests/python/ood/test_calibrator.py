@@ -63,7 +63,7 @@ def test_query_calibration_follows_a_shifted_query_and_records_it(caplog):
     ref, ref_pred, scores, pred, is_novel = _shifted_query()
     cal = Calibrator(1.0, ref, ref_pred)
     conf = np.ones(scores.size)
-    with caplog.at_level(logging.WARNING, logger="pyclams"):
+    with caplog.at_level(logging.INFO, logger="pyclams"):
         _, by_ref, _ = cal.flag(scores, pred, conf, OODOptions(calibration="class"))
         p, by_query, info = cal.flag(scores, pred, conf, OODOptions())
     # the reference-calibrated test flags most known cells of the shifted query

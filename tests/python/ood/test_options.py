@@ -5,13 +5,13 @@ from pyclams.errors import PyClamsInputError
 
 
 def test_defaults_and_flat_arguments_take_precedence():
-    assert OODOptions() == OODOptions("conformal", 0.05, "query", 0.5, 15)
+    assert OODOptions() == OODOptions("conformal", 0.05, "query", 0.5, 10)
     opts = OODOptions.from_kwargs({"fdr": 0.2, "calibration": "pooled"}, ood_fdr=0.1)
     assert (opts.fdr, opts.calibration, opts.method) == (0.1, "pooled", "conformal")
     assert OODOptions.from_kwargs(OODOptions(fdr=0.3)).fdr == 0.3
     assert opts.to_dict() == {"ood_method": "conformal", "ood_fdr": 0.1,
                               "calibration": "pooled", "min_confidence": 0.5,
-                              "n_neighbors": 15}
+                              "n_neighbors": 10}
     assert OODOptions.from_kwargs(n_neighbors=0).n_neighbors == 0
     assert OODOptions(n_neighbors=7.0).n_neighbors == 7  # R sends doubles
 
