@@ -94,6 +94,29 @@ def one_run(name: str, seed: int, ref: Path, query: Path, ood: list[str], out: P
             "diverged": info["diverged"], "train_s": round(train_s, 1)}
 
 
+def markdown_table(df: pd.DataFrame) -> str:
+    """One row per protocol and code: mean over seeds and the worst seed of each metric."""
+    metrics = [("accuracy", "ID accuracy", min), ("ece", "ECE", max),
+               ("realised_fdr", "realised FDR", max), ("ood_rejected", "OOD flagged", min),
+               ("id_rejected", "ID flagged", max), ("auroc_log_px", "AUROC log p(x)", min),
+               ("auroc_ood_pvalue", "AUROC OOD p-value", min)]
+    head = "| protocol | code | seeds | " + " | ".join(m[1] for m in metrics) + " |"
+    lines = [head, "|" + "---|" * (3 + len(metrics))]
+    for (proto, code), g in df.groupby(["protocol", "code"], sort=True):
+        cells = []
+        for col, _, worst in metrics:
+            v = g[col].dropna() if col in g else pd.Series(dtype=float)
+            if v.empty:
+                cells.append("n/a (none flagged)" if col == "realised_fdr" else "n/a")
+                continue
+            note = ""
+            if col == "realised_fdr" and len(v) < len(g):
+                note = f" ({len(g) - len(v)} seed(s) flagged none)"
+            cells.append(f"{v.mean():.3f} ({worst(v):.3f}){note}")
+        lines.append(f"| {proto} | {code} | {len(g)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -106,7 +129,12 @@ def main() -> None:
                          "current code (where training did not change, e.g. counts on both "
                          "sides: check that the model ids agree)")
     ap.add_argument("-o", "--out", default="benchmarks/results/calibration")
+    ap.add_argument("--table", nargs="+", default=None, metavar="RUNS_CSV",
+                    help="only print the markdown table (mean, worst seed) of these runs.csv")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(pd.concat([pd.read_csv(p) for p in args.table])))
+        return
     out = Path(args.out).resolve()
     runs_csv = out / "runs.csv"
     rows = pd.read_csv(runs_csv).to_dict("records") if runs_csv.exists() else []
@@ -126,7 +154,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     summary = df.groupby(["protocol", "code"])[SUMMARY_COLS].agg(["mean", "min", "max"])
     summary.to_csv(out / "summary.csv")
-    print(summary.round(3).to_string())
+    print(markdown_table(df))
 
 
 if __name__ == "__main__":

@@ -143,6 +143,8 @@ class Calibrator:
                     "class is not flagged", 100 * shift)
         else:
             pvals = classwise_pvalues(log_px, predicted, self.scores, self.predicted, mode=mode)
+        # far-tail p-values can underflow: keep them positive in the float32 result
+        pvals = np.clip(pvals, np.finfo(np.float32).tiny, 1.0)
         if ood.method == "max_prob":
             return pvals, confidence < ood.min_confidence, info
         if 1.0 / (self.n_scores + 1) > ood.fdr:
