@@ -2,9 +2,10 @@
 
 :class:`Calibrator` holds the temperature of p(y|x) (fitted on the validation split) and the
 calibration scores of the validation + test cells: their log p(x), their predicted class and
-each one's nearest held-out neighbours (so that scores can be averaged like the query's). It turns a query's logits into calibrated
-probabilities and OOD calls under :class:`OODOptions`: query-aware by default
-(:mod:`.query_null`), or reference-calibrated conformal p-values (:mod:`.conformal`).
+each one's nearest held-out neighbours (so that scores can be averaged like the query's). It
+turns a query's logits into calibrated probabilities and OOD calls under :class:`OODOptions`:
+query-aware by default (:mod:`.query_null`), or reference-calibrated conformal p-values
+(:mod:`.conformal`).
 """
 
 from __future__ import annotations

@@ -46,9 +46,12 @@ def feature_pcs(features: FeatureMatrix, rows: np.ndarray | None = None, *,
     x = torch.from_numpy(features.rows(fit_rows))
     mean = x.mean(0)
     q = int(min(n_pcs, x.shape[0], x.shape[1]))
-    torch.manual_seed(seed)
-    with torch.no_grad():
+    # seeded without touching the global generator the caller may rely on
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         _, _, v = torch.pca_lowrank(x - mean, q=q, center=False, niter=4)
+    if fit_rows is rows:  # every row is in memory already: project it without reading again
+        return ((x - mean) @ v).numpy()
     out = np.empty((rows.size, q), dtype=np.float32)
     for start in range(0, rows.size, batch_size):
         block = torch.from_numpy(features.rows(rows[start:start + batch_size]))
