@@ -121,7 +121,7 @@ print.clams_options <- function(x, ...) {
   .check_number(min.confidence, "min.confidence", lower = 0, upper = 1)
   .check_whole(n.neighbors, "n.neighbors", min = 0)
   structure(list(method = method, fdr = fdr, calibration = calibration,
-                 min_confidence = min.confidence, n_neighbors = n.neighbors),
+                 min_confidence = min.confidence, n_neighbors = as.integer(n.neighbors)),
             class = "clams_ood_options")
 }
 

@@ -68,12 +68,12 @@ test_that("the OOD settings are one checked object, sent to Python as OODOptions
   o <- pyclams:::.ood_options()
   expect_s3_class(o, "clams_ood_options")
   expect_identical(unclass(o), list(method = "conformal", fdr = 0.05, calibration = "query",
-                                    min_confidence = 0.5, n_neighbors = 10))
+                                    min_confidence = 0.5, n_neighbors = 10L))
   s <- pyclams:::.run_settings("data", 0.2, "cpu", 1, FALSE, "RNA", ood.method = "max_prob",
                                min.confidence = 0.9, min.gene.overlap = 0.3, n.neighbors = 0)
   expect_s3_class(s, "clams_run_settings")
   expect_identical(unclass(s$ood), list(method = "max_prob", fdr = 0.2, calibration = "query",
-                                        min_confidence = 0.9, n_neighbors = 0))
+                                        min_confidence = 0.9, n_neighbors = 0L))
   expect_identical(s[c("layer", "assay", "min.gene.overlap", "device", "seed")],
                    list(layer = "data", assay = "RNA", min.gene.overlap = 0.3, device = "cpu",
                         seed = 1))
