@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import PyClamsInputError
 from .checks import get_matrix
 from .harmony import harmonize
-from .loader import FeatureMatrix
+from .loader import FeatureMatrix, Standardiser
 from .preprocess import CLIP, Preprocessor, describe_input
 
 HARMONY_ARRAYS = ("query_pcs", "pc_mean", "pc_sd", "loadings", "center")
@@ -52,7 +52,7 @@ class GeneSpace:
         pre, logx = Preprocessor.fit_transform(ref, layer=layer, is_log=is_log,
                                                n_top_genes=n_top_genes, batch_key=batch_key,
                                                log_base=log_base)
-        return cls(pre), FeatureMatrix(logx, pre.standardise)
+        return cls(pre), FeatureMatrix(logx, Standardiser(pre.mean, pre.sd, pre.clip))
 
     @property
     def n_features(self) -> int:
@@ -78,7 +78,7 @@ class GeneSpace:
                                                     min_gene_overlap=min_gene_overlap,
                                                     what=what, log_base=log_base)
         self.last_input = pre.last_input
-        return FeatureMatrix(logx, lambda b: pre.standardise(b, missing)), overlap
+        return FeatureMatrix(logx, Standardiser(pre.mean, pre.sd, pre.clip, missing)), overlap
 
     def inverse(self, x: np.ndarray) -> np.ndarray:
         """Log-normalised values (non-negative) of standardised features ``x``."""

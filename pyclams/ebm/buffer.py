@@ -1,4 +1,8 @@
-"""The SGLD replay buffer, its classes following the training proportions or balanced."""
+"""The SGLD replay buffer, its classes following the training proportions or balanced.
+
+The chains and their classes live on the training device; slot draws come from the trainer's
+seeded numpy generator (the same stream on every device) and cross as small index tensors.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ class ReplayBuffer:
     def __init__(self, draw_real, slot_y: np.ndarray, *, init_noise: float,
                  rng: np.random.Generator, device: torch.device):
         self.draw_real = draw_real
-        self.slot_y = torch.as_tensor(slot_y, dtype=torch.long)
+        self.slot_y_host = np.asarray(slot_y)
+        self.slot_y = torch.as_tensor(slot_y, dtype=torch.long, device=device)
         self.init_noise = init_noise
         self.rng = rng
         self.device = device
@@ -49,17 +54,17 @@ class ReplayBuffer:
 
     def _fresh(self, slots: np.ndarray) -> torch.Tensor:
         """Real cells of the slots' classes plus noise, in slot order."""
-        y = self.slot_y[slots].numpy()
+        y = self.slot_y_host[slots]
         parts = {}
         for c in np.unique(y):
             where = np.flatnonzero(y == c)
             parts[int(c)] = (where, self.draw_real(int(c), len(where)))
         n_feat = next(iter(parts.values()))[1].shape[1]
-        out = torch.empty((len(slots), n_feat), dtype=torch.float32)
+        out = torch.empty((len(slots), n_feat), dtype=torch.float32, device=self.device)
         for where, cells in parts.values():
-            out[torch.as_tensor(where)] = cells
+            out[torch.as_tensor(where, device=self.device)] = cells.to(self.device)
         noise = torch.from_numpy(self.rng.standard_normal(out.shape).astype(np.float32))
-        return (out + self.init_noise * noise).to(self.device)
+        return out + self.init_noise * _to(noise, self.device)
 
     def sample(self, n: int, *, reinit_freq: float) -> tuple[np.ndarray, torch.Tensor,
                                                                torch.Tensor]:
@@ -70,17 +75,25 @@ class ReplayBuffer:
         Returns slot indices, starting points and the slots' classes.
         """
         slots = self.rng.choice(len(self), size=n, replace=n > len(self))
-        x = self.x[torch.as_tensor(slots)].clone()
+        slots_t = _to(torch.from_numpy(slots), self.device)
+        x = self.x[slots_t]  # advanced indexing copies
         restart = self.rng.random(n) < reinit_freq
         if restart.any():
-            x[torch.as_tensor(np.flatnonzero(restart))] = self._fresh(slots[restart])
-        return slots, x, self.slot_y[slots].to(self.device)
+            where = _to(torch.from_numpy(np.flatnonzero(restart)), self.device)
+            x[where] = self._fresh(slots[restart])
+        return slots, x, self.slot_y[slots_t]
 
     def update(self, slots: np.ndarray, x: torch.Tensor) -> None:
         """Write the chains' new states back (the last write wins for a repeated slot)."""
-        slots_t = torch.as_tensor(slots)
         if len(np.unique(slots)) < len(slots):
             _, last = np.unique(slots[::-1], return_index=True)
-            keep = len(slots) - 1 - last
-            slots_t, x = slots_t[torch.as_tensor(keep)], x[torch.as_tensor(keep)]
-        self.x[slots_t] = x.detach()
+            keep = np.sort(len(slots) - 1 - last)
+            slots, x = slots[keep], x[_to(torch.from_numpy(keep), x.device)]
+        self.x[_to(torch.from_numpy(np.asarray(slots)), self.device)] = x.detach()
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device`` (pinned, without blocking, on a GPU)."""
+    if torch.device(device).type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -64,12 +66,18 @@ def resolve_step_size(net: nn.Module, step_size: float | None) -> float:
 
 def sgld_sample(net: nn.Module, x: torch.Tensor, *, step_size: float, noise: float,
                 n_steps: int, y: torch.Tensor | None = None, clip: float | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                autocast: Callable[[], AbstractContextManager] | None = None) -> torch.Tensor:
     """Run SGLD from ``x`` uphill on log p(x) (or log p(x, y) when ``y`` is given).
 
     The network is put in eval mode during sampling and its parameters receive no gradient.
-    Returns detached samples.
+    The noise is drawn on ``generator``'s device (the CPU without one) and moved to ``x``'s:
+    a generator on the training device keeps every step there. ``autocast`` returns the
+    context of the forward passes (e.g. bf16 autocast; none by default). Returns detached
+    samples.
     """
+    noise_device = generator.device if generator is not None else torch.device("cpu")
+    forward_ctx = autocast or nullcontext
     was_training = net.training
     net.eval()
     requires = [p.requires_grad for p in net.parameters()]
@@ -79,11 +87,12 @@ def sgld_sample(net: nn.Module, x: torch.Tensor, *, step_size: float, noise: flo
         x = x.detach().clone()
         for _ in range(n_steps):
             x.requires_grad_(True)
-            logits = net(x)
+            with forward_ctx():
+                logits = net(x).float()
             energy = (torch.logsumexp(logits, dim=-1) if y is None
                       else logits.gather(1, y.view(-1, 1)).squeeze(1))
             (grad,) = torch.autograd.grad(energy.sum(), x)
-            eps = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+            eps = torch.randn(x.shape, generator=generator, device=noise_device).to(x.device)
             x = (x + step_size * grad + noise * eps).detach()
             if clip is not None:
                 x = x.clamp_(-clip, clip)

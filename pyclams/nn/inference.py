@@ -14,8 +14,7 @@ def logits_and_embedding(net: nn.Module, features: FeatureMatrix, *, batch_size:
     """Logits and penultimate-layer embedding of every cell of ``features`` (CPU tensors)."""
     net.eval()
     logits, emb = [], []
-    for _, x in features.batches(batch_size):
-        x = x.to(device)
+    for _, x in features.batches(batch_size, device=device):
         e = net.embed(x)
         emb.append(e.float().cpu())
         logits.append(net.logits_from(e, x).float().cpu())

@@ -25,10 +25,15 @@ from ..data.loader import FeatureMatrix
 from ..ebm.buffer import ReplayBuffer, slot_classes
 from ..ebm.losses import GenerativeLossConfig, energy_penalty, generative_loss, regularise, tilt
 from ..ebm.sgld import SGLDConfig, resolve_step_size, sgld_sample
+from .guard import DivergenceGuard, read_stats
 from .history import History
 from .objectives import Diverged, Objective, TrainingContext
 
 __all__ = ["TrainConfig", "Trainer", "Diverged", "evaluate_logits"]
+
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+#: host reads of the divergence guard on a GPU: every this many steps
+GPU_GUARD_EVERY = 25
 
 
 @dataclass
@@ -52,6 +57,16 @@ class TrainConfig:
     max_abs_energy, max_loss
         Divergence guard: a non-finite loss, ``|mean LSE| > max_abs_energy`` or a loss above
         ``max_loss`` ends training as diverged.
+    guard_every
+        The guard's on-device checks are read by the host every this many steps (and at the
+        end of each epoch). None: every step on the CPU (where reading costs nothing; the step
+        that diverges is not taken) and every 25 steps on a GPU (no host sync inside a step;
+        the steps taken after the one that diverged are undone with the rest of the epoch, as
+        the weights of the best epoch are restored).
+    precision
+        Arithmetic of the forward passes: ``"fp32"``, ``"tf32"`` (TF32 matrix products on
+        CUDA; plain float32 on the CPU), ``"bf16"`` (bfloat16 autocast) or ``"auto"``
+        (default: ``"tf32"`` on CUDA, ``"fp32"`` on the CPU).
     """
 
     max_epochs: int = 40
@@ -65,11 +80,17 @@ class TrainConfig:
     test_fraction: float = 0.1
     max_abs_energy: float = 1e4
     max_loss: float = 1e4
+    guard_every: int | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
         for name in ("max_epochs", "batch_size", "min_steps_per_epoch", "patience"):
             check_whole(getattr(self, name), name, 1)
         check_whole(self.min_epochs, "min_epochs", 0)
+        if self.guard_every is not None:
+            check_whole(self.guard_every, "guard_every", 1)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if not (self.lr > 0 and self.weight_decay >= 0):
             raise ValueError("lr must be positive and weight_decay non-negative")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
@@ -86,14 +107,22 @@ def evaluate_logits(net: nn.Module, features: FeatureMatrix, rows: np.ndarray, *
                     batch_size: int, device: torch.device) -> torch.Tensor:
     """Logits of ``rows`` in eval mode, computed in minibatches (CPU tensor)."""
     net.eval()
-    out = [net(x.to(device)).float().cpu()
-           for _, x in features.batches(batch_size, subset=rows)]
+    out = [net(x).float().cpu()
+           for _, x in features.batches(batch_size, subset=rows, device=device)]
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 
 class Trainer:
     """Fits a network as a CLAMS/JEM hybrid model, or a plain classifier (``gen.enabled``
-    False), plus any extra ``objectives`` (see :mod:`pyclams.training.objectives`)."""
+    False), plus any extra ``objectives`` (see :mod:`pyclams.training.objectives`).
+
+    Nothing inside a step waits for the device: minibatches cross as sparse rows and are
+    standardised there (:meth:`~pyclams.data.loader.FeatureMatrix.to_device`), the replay
+    buffer and the SGLD noise live there, statistics stay there until the end of the epoch and
+    the divergence guard is read every ``train.guard_every`` steps
+    (:class:`~pyclams.training.guard.DivergenceGuard`). On the CPU a seeded run draws exactly
+    what it drew before these changes.
+    """
 
     def __init__(self, net: nn.Module, features: FeatureMatrix, y: np.ndarray, *,
                  train_idx: np.ndarray, val_idx: np.ndarray, n_classes: int,
@@ -104,10 +133,19 @@ class Trainer:
         self.train_idx, self.val_idx = train_idx, val_idx
         self.n_classes = n_classes
         self.cfg, self.gen, self.sgld = train, gen, sgld
-        self.device, self.verbose = device, verbose
+        self.device, self.verbose = torch.device(device), verbose
         self.feature_clip = feature_clip
         self.rng = np.random.default_rng(seed)
         self.torch_gen = torch.Generator().manual_seed(seed)
+        #: SGLD noise: drawn on the training device (the CPU generator itself on the CPU)
+        self.noise_gen = (self.torch_gen if self.device.type == "cpu"
+                          else torch.Generator(device=self.device).manual_seed(seed))
+        self.precision = resolve_precision(train.precision, self.device)
+        self._autocast = ((lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
+                          if self.precision == "bf16" else None)
+        every = train.guard_every or (1 if self.device.type == "cpu" else GPU_GUARD_EVERY)
+        self.guard = DivergenceGuard(max_abs_energy=train.max_abs_energy,
+                                     max_loss=train.max_loss, every=every)
         self.history = History()
         #: SGLD step size (resolved from the base measure when the config says None)
         self.step_size = resolve_step_size(net, sgld.step_size)
@@ -117,49 +155,55 @@ class Trainer:
 
             def draw_real(c: int, n: int) -> torch.Tensor:
                 rows = self.rng.choice(by_class[c], size=n, replace=True)
-                return torch.from_numpy(self.features.rows(rows))
+                return self.features.to_device(rows, self.device)
 
             slots = slot_classes(self.y[train_idx], n_classes, sgld.buffer_size,
                                  mode=sgld.buffer_classes, rng=self.rng)
             self.buffer = ReplayBuffer(draw_real, slots, init_noise=sgld.init_noise,
-                                       rng=self.rng, device=device)
+                                       rng=self.rng, device=self.device)
         self.objectives = list(objectives)
-        ctx = TrainingContext(features.n_features, n_classes, device, self.rng, self.torch_gen)
+        ctx = TrainingContext(features.n_features, n_classes, self.device, self.rng,
+                              self.torch_gen)
         for obj in self.objectives:
             if hasattr(obj, "setup"):
                 obj.setup(ctx)
         self._input_grad = any(getattr(o, "needs_input_grad", False) for o in self.objectives)
 
     # ------------------------------------------------------------------ one step
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits in float32 (the forward pass under autocast when bf16 is asked for)."""
+        if self._autocast is None:
+            return self.net(x)
+        with self._autocast():
+            return self.net(x).float()
+
     def _fake_cells(self, n: int) -> torch.Tensor:
         slots, x0, _ = self.buffer.sample(n, reinit_freq=self.sgld.reinit_freq)
         x = sgld_sample(self.net, x0, step_size=self.step_size, noise=self.sgld.noise,
                         n_steps=self.sgld.n_steps, clip=self.feature_clip,
-                        generator=self.torch_gen)
+                        generator=self.noise_gen, autocast=self._autocast)
         self.buffer.update(slots, x)
         return x
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> dict:
+        """One optimiser step; returns its statistics as on-device 0-d tensors (and the
+        objectives' own values)."""
         self.net.train()
         if self._input_grad:
             x.requires_grad_(True)  # e.g. a gradient penalty on the real cells
-        logits = self.net(x)
+        logits = self._forward(x)
         ce = F.cross_entropy(logits, y)
-        loss, stats = ce, {"ce": ce.item(),
-                           "acc": (logits.argmax(1) == y).float().mean().item()}
+        loss, stats = ce, {"ce": ce.detach(),
+                           "acc": (logits.detach().argmax(1) == y).float().mean()}
         for obj in self.objectives:
             term, ostats = obj.loss(self.net, x, y, logits)
             loss = loss + term
             stats.update(ostats)
-            self._check_energies(stats)
         if self.gen.enabled:
             reg = self._sgld_term(x, logits, stats)
             if reg is not None:
                 loss = loss + reg
-        if not math.isfinite(loss.item()):
-            raise Diverged("non-finite loss")
-        if loss.item() > self.cfg.max_loss:
-            raise Diverged(f"loss exploded ({loss.item():.3g})")
+        self.guard.record(loss, stats)  # before the backward pass: see TrainConfig.guard_every
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -180,25 +224,16 @@ class Trainer:
             return None
         x_fake = self._fake_cells(n)
         lse_real = torch.logsumexp(logits, dim=1)
-        lse_fake = torch.logsumexp(self.net(x_fake), dim=1)
+        lse_fake = torch.logsumexp(self._forward(x_fake), dim=1)
         lg = generative_loss(lse_real, lse_fake)
         reg, passed = regularise(lg, self.gen, draw=draw)
-        stats.update(gen_loss=lg.item(), gen_passed=float(passed),
-                     lse_real=lse_real.mean().item(), lse_fake=lse_fake.mean().item())
-        self._check_energies(stats)
+        stats.update(gen_loss=lg.detach(), gen_passed=float(passed),
+                     lse_real=lse_real.detach().mean(), lse_fake=lse_fake.detach().mean())
         if self.gen.energy_reg:
             penalty = energy_penalty(tilt(self.net, x, lse_real), tilt(self.net, x_fake, lse_fake))
-            stats["energy_penalty"] = penalty.item()
+            stats["energy_penalty"] = penalty.detach()
             reg = reg + self.gen.energy_reg * penalty
         return reg
-
-    def _check_energies(self, stats: dict) -> None:
-        """Divergence guard on the mean LSE of real (and fake) cells."""
-        names = {"lse_real": "mean LSE real", "lse_fake": "fake"}
-        seen = {k: stats[k] for k in names if k in stats}
-        if any(abs(v) > self.cfg.max_abs_energy for v in seen.values()):
-            what = ", ".join(f"{names[k]} {v:.3g}" for k, v in seen.items())
-            raise Diverged(f"energy exploded ({what})")
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> dict:
@@ -221,10 +256,28 @@ class Trainer:
         # denormal floats (tiny gradients once the cross-entropy nears 0) slow CPU
         # arithmetic down by 10-30x; flush them to zero while training
         torch.set_flush_denormal(True)
+        matmul = torch.get_float32_matmul_precision()
+        if self.precision == "tf32" and self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 matrix products
         try:
             return self._fit()
         finally:
             torch.set_flush_denormal(False)
+            torch.set_float32_matmul_precision(matmul)
+
+    def _epoch(self, opt: torch.optim.Optimizer) -> list[dict]:
+        """One epoch's steps (their statistics, still on the device)."""
+        cfg, steps = self.cfg, []
+        while not steps or len(steps) < cfg.min_steps_per_epoch:
+            for rows, x in self.features.batches(cfg.batch_size, shuffle=True,
+                                                 generator=self.rng, subset=self.train_idx,
+                                                 device=self.device):
+                if len(rows) < 2:
+                    continue
+                y = torch.from_numpy(self.y[rows]).to(self.device, non_blocking=True)
+                steps.append(self._step(x, y, opt))
+        self.guard.check()
+        return steps
 
     def _fit(self) -> History:
         cfg = self.cfg
@@ -234,16 +287,9 @@ class Trainer:
         since_best = 0
         bar = progress(range(1, cfg.max_epochs + 1), desc="training", verbose=self.verbose)
         for epoch in bar:
-            t0, steps = time.perf_counter(), []
+            t0 = time.perf_counter()
             try:
-                while not steps or len(steps) < cfg.min_steps_per_epoch:
-                    for rows, x in self.features.batches(cfg.batch_size, shuffle=True,
-                                                         generator=self.rng,
-                                                         subset=self.train_idx):
-                        if len(rows) < 2:
-                            continue
-                        y = torch.as_tensor(self.y[rows], device=self.device)
-                        steps.append(self._step(x.to(self.device), y, opt))
+                steps = self._epoch(opt)
             except Diverged as err:
                 self.history.diverged = True
                 self.history.divergence_epoch = epoch
@@ -251,7 +297,7 @@ class Trainer:
                 logger.warning("training diverged at epoch %d (%s); restoring the weights of "
                                "epoch %s", epoch, err, self.history.best_epoch)
                 break
-            row = {"epoch": epoch, **_mean_stats(steps), **self._validate(),
+            row = {"epoch": epoch, **_mean_stats(read_stats(steps)), **self._validate(),
                    "seconds": time.perf_counter() - t0}
             if not math.isfinite(row["val_nll"]):
                 self.history.add(**row)
@@ -278,6 +324,13 @@ class Trainer:
         self.net.load_state_dict(best_state)
         self.net.eval()
         return self.history
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` is ``"tf32"`` on CUDA and ``"fp32"`` elsewhere; other values pass."""
+    if precision == "auto":
+        return "tf32" if torch.device(device).type == "cuda" else "fp32"
+    return precision
 
 
 def _mean_stats(steps: list[dict]) -> dict:
