@@ -324,8 +324,9 @@ def devices(choice: str) -> list[str]:
     return [choice]
 
 
-def measure(args: argparse.Namespace, workdir: Path, log=print) -> list[dict]:
-    """All measurements: one record per (size, device, what)."""
+def measure(args: argparse.Namespace, workdir: Path, log=print, save=None) -> list[dict]:
+    """All measurements: one record per (size, device, what); ``save(records)`` is called
+    after each size (partial results survive an interrupted run)."""
     records, trained = [], {}
     for n in sorted(args.sizes):
         train_here = args.annotate_only_above is None or n <= args.annotate_only_above
@@ -374,6 +375,8 @@ def measure(args: argparse.Namespace, workdir: Path, log=print) -> list[dict]:
                 Path(f).unlink(missing_ok=True)
         for f in files.values():
             Path(f).unlink(missing_ok=True)
+        if save is not None:
+            save(records)
     return records
 
 
@@ -437,11 +440,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+
+    def save(records: list[dict]) -> None:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "args": vars(args),
+                                                   "records": records}, indent=1))
+
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        records = measure(args, Path(tmp), log=lambda s: print(s, file=sys.stderr, flush=True))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "records": records},
-                                              indent=1))
+        records = measure(args, Path(tmp), log=lambda s: print(s, file=sys.stderr, flush=True),
+                          save=save)
     print(f"Machine: {machine()}\n")
     print(table(records))
     return 0
