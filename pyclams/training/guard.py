@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .distributed import any_rank
 from .objectives import Diverged
 
 #: statistics the guard checks against ``max_abs_energy``, with their names in its message
@@ -22,8 +23,8 @@ class DivergenceGuard:
     or fake cells exceeds ``max_abs_energy`` in absolute value.
 
     :meth:`record` updates an on-device flag (no host sync) and, every ``every`` records, calls
-    :meth:`check`, which reads the flag once and raises :class:`Diverged` with the reason of
-    the first flagged step since the previous check.
+    :meth:`check`, which reads the flag once (combined over data-parallel ranks) and raises
+    :class:`Diverged` with the reason of the first flagged step since the previous check.
     """
 
     def __init__(self, *, max_abs_energy: float, max_loss: float, every: int):
@@ -48,14 +49,15 @@ class DivergenceGuard:
         """Read the flag (one host sync); raise :class:`Diverged` when a step was flagged."""
         flag, pending = self._flag, self._pending
         self._flag, self._pending = None, []
-        if flag is None or not bool(flag):
+        # data-parallel ranks record the same number of steps: all check together
+        if flag is None or not any_rank(flag):
             return
         for loss, stats in pending:
             reason = self.reason(float(loss), {k: float(stats[k]) for k in ENERGIES
                                                if k in stats})
             if reason:
                 raise Diverged(reason)
-        raise Diverged("diverged")  # unreachable unless the flag and the values disagree
+        raise Diverged("diverged on another data-parallel rank")
 
     def reason(self, loss: float, energies: dict[str, float]) -> str | None:
         """Why a step with these host values diverged (None: it did not)."""

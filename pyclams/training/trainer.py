@@ -25,6 +25,7 @@ from ..data.loader import FeatureMatrix
 from ..ebm.buffer import ReplayBuffer, slot_classes
 from ..ebm.losses import GenerativeLossConfig, energy_penalty, generative_loss, regularise, tilt
 from ..ebm.sgld import SGLDConfig, resolve_step_size, sgld_sample
+from .distributed import average_gradients, broadcast_module, shard, world
 from .guard import DivergenceGuard, read_stats
 from .history import History
 from .objectives import Diverged, Objective, TrainingContext
@@ -121,7 +122,8 @@ class Trainer:
     buffer and the SGLD noise live there, statistics stay there until the end of the epoch and
     the divergence guard is read every ``train.guard_every`` steps
     (:class:`~pyclams.training.guard.DivergenceGuard`). On the CPU a seeded run draws exactly
-    what it drew before these changes.
+    what it drew before these changes. Inside an initialised ``torch.distributed`` process
+    group it trains data-parallel (:mod:`pyclams.training.distributed`).
     """
 
     def __init__(self, net: nn.Module, features: FeatureMatrix, y: np.ndarray, *,
@@ -130,13 +132,16 @@ class Trainer:
                  device: torch.device, seed: int, feature_clip: float | None,
                  objectives: Sequence[Objective] = (), verbose: bool = True):
         self.net, self.features, self.y = net.to(device), features, np.asarray(y)
+        #: data-parallel rank and world size (0, 1 without a process group)
+        self.rank, self.world = world()
+        train_idx = shard(train_idx, seed=seed, rank=self.rank, size=self.world)
         self.train_idx, self.val_idx = train_idx, val_idx
         self.n_classes = n_classes
         self.cfg, self.gen, self.sgld = train, gen, sgld
         self.device, self.verbose = torch.device(device), verbose
         self.feature_clip = feature_clip
-        self.rng = np.random.default_rng(seed)
-        self.torch_gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed if self.world == 1 else [seed, self.rank])
+        self.torch_gen = torch.Generator().manual_seed(seed + self.rank)
         #: SGLD noise: drawn on the training device (the CPU generator itself on the CPU)
         self.noise_gen = (self.torch_gen if self.device.type == "cpu"
                           else torch.Generator(device=self.device).manual_seed(seed))
@@ -157,7 +162,9 @@ class Trainer:
                 rows = self.rng.choice(by_class[c], size=n, replace=True)
                 return self.features.to_device(rows, self.device)
 
-            slots = slot_classes(self.y[train_idx], n_classes, sgld.buffer_size,
+            # each data-parallel rank holds its share of the buffer
+            slots = slot_classes(self.y[train_idx], n_classes,
+                                 max(1, -(-sgld.buffer_size // self.world)),
                                  mode=sgld.buffer_classes, rng=self.rng)
             self.buffer = ReplayBuffer(draw_real, slots, init_noise=sgld.init_noise,
                                        rng=self.rng, device=self.device)
@@ -168,6 +175,10 @@ class Trainer:
             if hasattr(obj, "setup"):
                 obj.setup(ctx)
         self._input_grad = any(getattr(o, "needs_input_grad", False) for o in self.objectives)
+        if self.world > 1:
+            broadcast_module(self.net)
+            logger.info("data-parallel rank %d of %d: %d training cells", self.rank,
+                        self.world, len(train_idx))
 
     # ------------------------------------------------------------------ one step
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,6 +217,8 @@ class Trainer:
         self.guard.record(loss, stats)  # before the backward pass: see TrainConfig.guard_every
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world > 1:
+            average_gradients(self.net, self.world)
         opt.step()
         for obj in self.objectives:
             if hasattr(obj, "after_step"):
