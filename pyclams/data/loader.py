@@ -99,12 +99,12 @@ class FeatureMatrix:
         """
         device = torch.device(device)
         if not self.densifies_on_device:
-            return _send(torch.from_numpy(self.rows(idx)), device)
+            return send(torch.from_numpy(self.rows(idx)), device)
         block = self.source[idx]
         n, nnz = block.shape[0], block.nnz
-        counts = _send(torch.from_numpy(np.diff(block.indptr).astype(np.int64)), device)
-        cols = _send(torch.from_numpy(block.indices.astype(np.int64)), device)
-        vals = _send(torch.from_numpy(np.asarray(block.data, dtype=np.float32)), device)
+        counts = send(torch.from_numpy(np.diff(block.indptr).astype(np.int64)), device)
+        cols = send(torch.from_numpy(block.indices.astype(np.int64)), device)
+        vals = send(torch.from_numpy(np.asarray(block.data, dtype=np.float32)), device)
         dense = torch.zeros((n, block.shape[1]), dtype=torch.float32, device=device)
         if nnz:
             rows = torch.repeat_interleave(torch.arange(n, device=device), counts,
@@ -138,8 +138,9 @@ class FeatureMatrix:
         return means
 
 
-def _send(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``t`` on ``device``: through pinned memory and without blocking when it is a GPU."""
+def send(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Host tensor ``t`` on ``device``: through pinned memory and without blocking when it is a GPU."""
+    device = torch.device(device)
     if device.type == "cpu":
         return t
     return t.pin_memory().to(device, non_blocking=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.loader import send
+
 
 def slot_classes(train_labels: np.ndarray, n_classes: int, size: int, *, mode: str,
                  rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +66,7 @@ class ReplayBuffer:
         for where, cells in parts.values():
             out[torch.as_tensor(where, device=self.device)] = cells.to(self.device)
         noise = torch.from_numpy(self.rng.standard_normal(out.shape).astype(np.float32))
-        return out + self.init_noise * _to(noise, self.device)
+        return out + self.init_noise * send(noise, self.device)
 
     def sample(self, n: int, *, reinit_freq: float) -> tuple[np.ndarray, torch.Tensor,
                                                                torch.Tensor]:
@@ -75,11 +77,11 @@ class ReplayBuffer:
         Returns slot indices, starting points and the slots' classes.
         """
         slots = self.rng.choice(len(self), size=n, replace=n > len(self))
-        slots_t = _to(torch.from_numpy(slots), self.device)
+        slots_t = send(torch.from_numpy(slots), self.device)
         x = self.x[slots_t]  # advanced indexing copies
         restart = self.rng.random(n) < reinit_freq
         if restart.any():
-            where = _to(torch.from_numpy(np.flatnonzero(restart)), self.device)
+            where = send(torch.from_numpy(np.flatnonzero(restart)), self.device)
             x[where] = self._fresh(slots[restart])
         return slots, x, self.slot_y[slots_t]
 
@@ -88,12 +90,6 @@ class ReplayBuffer:
         if len(np.unique(slots)) < len(slots):
             _, last = np.unique(slots[::-1], return_index=True)
             keep = np.sort(len(slots) - 1 - last)
-            slots, x = slots[keep], x[_to(torch.from_numpy(keep), x.device)]
-        self.x[_to(torch.from_numpy(np.asarray(slots)), self.device)] = x.detach()
+            slots, x = slots[keep], x[send(torch.from_numpy(keep), x.device)]
+        self.x[send(torch.from_numpy(np.asarray(slots)), self.device)] = x.detach()
 
-
-def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor on ``device`` (pinned, without blocking, on a GPU)."""
-    if torch.device(device).type == "cpu":
-        return t
-    return t.pin_memory().to(device, non_blocking=True)

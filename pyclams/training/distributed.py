@@ -14,6 +14,36 @@ rendezvous; call ``torch.distributed.init_process_group("nccl" or "gloo")`` befo
   every rank (rank 0 saves the model);
 * the divergence guard's flag is combined over the ranks (:func:`any_rank`), so all stop
   together.
+
+This is data parallelism written with ``torch.distributed`` collectives (not the
+``DistributedDataParallel`` wrapper, which expects one forward pass per backward pass; a step
+here also runs the sampler's and the fake cells' forward passes): gradients are reduced after
+the backward pass, without overlapping communication and computation.
+
+Examples
+--------
+A script ``train_ddp.py``::
+
+    import os, anndata as ad, torch, torch.distributed as dist
+    from pyclams import CLAMS
+
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank()
+    device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
+    model = CLAMS().fit(ad.read_h5ad("atlas.h5ad"), labels_key="cell_type", seed=0,
+                        device=device, verbose=rank == 0)
+    if rank == 0:
+        model.save("atlas_model")
+    dist.destroy_process_group()
+
+One machine with 4 GPUs: ``torchrun --standalone --nproc-per-node 4 train_ddp.py``. Several
+machines under SLURM (one task per node, 4 GPUs each)::
+
+    #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=4
+    head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    srun torchrun --nnodes "$SLURM_NNODES" --nproc-per-node 4 \
+        --rdzv-backend c10d --rdzv-endpoint "$head:29500" --rdzv-id "$SLURM_JOB_ID" \
+        train_ddp.py
 """
 
 from __future__ import annotations

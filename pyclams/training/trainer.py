@@ -21,7 +21,7 @@ from torch import nn
 from .._config import check_whole
 from .._logging import logger
 from .._progress import progress
-from ..data.loader import FeatureMatrix
+from ..data.loader import FeatureMatrix, send
 from ..ebm.buffer import ReplayBuffer, slot_classes
 from ..ebm.losses import GenerativeLossConfig, energy_penalty, generative_loss, regularise, tilt
 from ..ebm.sgld import SGLDConfig, resolve_step_size, sgld_sample
@@ -287,7 +287,7 @@ class Trainer:
                                                  device=self.device):
                 if len(rows) < 2:
                     continue
-                y = torch.from_numpy(self.y[rows]).to(self.device, non_blocking=True)
+                y = send(torch.from_numpy(self.y[rows]), self.device)
                 steps.append(self._step(x, y, opt))
         self.guard.check()
         return steps
