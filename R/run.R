@@ -203,6 +203,7 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
        assay = settings$assay, layer = settings$layer, ood.fdr = ood$fdr,
        ood.method = ood$method, calibration = ood$calibration,
        min.confidence = ood$min_confidence, n.neighbors = ood$n_neighbors,
+       label.mode = ood$label_mode,
        min.gene.overlap = settings$min.gene.overlap,
        device = settings$device, seed = if (trained.here) settings$seed,
        n.ood = as.integer(plain$n_ood), time = Sys.time())

@@ -121,7 +121,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, is_log=args.is_log,
                           log_base=args.log_base, ood_fdr=args.ood_fdr,
                           ood_method=args.ood_method, calibration=args.calibration,
-                          n_neighbors=args.n_neighbors, min_gene_overlap=args.min_gene_overlap)
+                          n_neighbors=args.n_neighbors, label_mode=args.label_mode,
+                          min_gene_overlap=args.min_gene_overlap)
         print(df["label"].value_counts().to_string())
         print(f"-> {args.output}")
         return 0
@@ -131,7 +132,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                    log_base=args.log_base,
                    ood_fdr=args.ood_fdr, ood_method=args.ood_method,
                    calibration=args.calibration, n_neighbors=args.n_neighbors,
-                   min_gene_overlap=args.min_gene_overlap, overwrite=args.overwrite)
+                   label_mode=args.label_mode, min_gene_overlap=args.min_gene_overlap, overwrite=args.overwrite)
     with atomic_path(args.output) as tmp:
         query.write_h5ad(tmp, compression="gzip")
     counts = query.obs[f"{args.key_added}_label"].value_counts()
@@ -227,8 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "own bulk per predicted type, robust to another lab or condition; "
                         "'class'/'pooled' against held-out reference cells alone")
     p.add_argument("--n-neighbors", type=_whole(0), default=10,
-                   help="query cells each cell's type, confidence and OOD score are averaged "
-                        "over (0-30; 0: each cell alone)")
+                   help="query cells each cell's OOD score is averaged over and its type may "
+                        "be taken from (0-30; 0: each cell alone)")
+    p.add_argument("--label-mode", choices=["auto", "neighbourhood", "cell"], default="auto",
+                   help="where types and confidences come from: 'auto' (default) the "
+                        "neighbourhood's consensus for types the query's own graph keeps apart, "
+                        "the cell's own otherwise; 'neighbourhood' always; 'cell' never")
     p.add_argument("--min-gene-overlap", type=_share(open_ends=False), default=0.5)
     p.add_argument("--key-added", default="clams")
     p.add_argument("--layer", default=None,

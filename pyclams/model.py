@@ -36,7 +36,8 @@ from .nn.build import NetworkConfig, build_network, weights_id
 from .nn.inference import logits_and_embedding
 from .nn.resnet import ResNetMLP
 from .ood.calibrator import MIN_QUERY_CELLS, Calibrator
-from .ood.neighbours import consensus, feature_pcs, nearest_neighbours
+from .ood.labels import cell_labels
+from .ood.neighbours import feature_pcs, nearest_neighbours
 from .ood.options import OODOptions
 from .result import UNKNOWN, AnnotationResult, check_key_added
 from .training.history import History
@@ -244,23 +245,24 @@ class CLAMS:
               ood: OODOptions | dict | None = None, ood_method: str | None = None,
               ood_fdr: float | None = None, calibration: str | None = None,
               min_confidence: float | None = None, n_neighbors: int | None = None,
-              min_gene_overlap: float = 0.5, batch_size: int = 1024) -> AnnotationResult:
+              label_mode: str | None = None, min_gene_overlap: float = 0.5,
+              batch_size: int = 1024) -> AnnotationResult:
         """Labels, calibrated confidences, log p(x) and OOD calls (nothing written anywhere).
 
         The OOD settings come from ``ood`` (:class:`~pyclams.ood.options.OODOptions` or a dict)
         and the flat arguments ``ood_method``, ``ood_fdr``, ``calibration``,
-        ``min_confidence`` and ``n_neighbors``, which take precedence (defaults: conformal,
-        0.05, query, 0.5, 10). With ``n_neighbors > 0`` (and at least
-        :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) each cell's type is its
-        neighbourhood's consensus and its confidence the share of the neighbourhood that agrees
-        (:func:`pyclams.ood.neighbours.consensus`).
+        ``min_confidence``, ``n_neighbors`` and ``label_mode``, which take precedence (defaults:
+        conformal, 0.05, query, 0.5, 10, auto). With ``n_neighbors > 0`` (and at least
+        :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) OOD scores are averaged over each
+        cell's query neighbourhood, and ``label_mode`` says where types and confidences come
+        from (:func:`pyclams.ood.labels.cell_labels`).
         """
         self._require_fitted()
         check_anndata(adata, what="the query")
         check_whole(batch_size, "batch_size", 1)
         opts = OODOptions.from_kwargs(ood, ood_method=ood_method, ood_fdr=ood_fdr,
                                       calibration=calibration, min_confidence=min_confidence,
-                                      n_neighbors=n_neighbors)
+                                      n_neighbors=n_neighbors, label_mode=label_mode)
         features, overlap = self.space.transform(adata, layer=layer, is_log=is_log,
                                                  log_base=log_base,
                                                  min_gene_overlap=min_gene_overlap)
@@ -272,12 +274,13 @@ class CLAMS:
         neighbours = None
         if opts.n_neighbors and features.n_cells >= MIN_QUERY_CELLS:
             neighbours = nearest_neighbours(feature_pcs(features), opts.n_neighbors)
-            raw, conf = consensus(probs, neighbours)
-        else:
-            raw, conf = probs.argmax(1), probs.max(1)
+        raw, conf, label_info = cell_labels(probs, neighbours, opts.label_mode)
         pvals, is_ood, calls = self.calibrator.flag(log_px, raw, conf, opts, neighbours)
         if "class_maps" in calls:  # keyed by class name (uns keys are strings)
             calls["class_maps"] = {self.classes[c]: m for c, m in calls["class_maps"].items()}
+        if "graph_purity" in label_info:
+            label_info["graph_purity"] = {self.classes[c]: v
+                                          for c, v in label_info["graph_purity"].items()}
         if calls.get("suspect_classes"):
             calls["suspect_classes"] = [self.classes[c] for c in calls["suspect_classes"]]
             logger.warning(
@@ -295,7 +298,9 @@ class CLAMS:
                 "n_calibration": self.calibrator.n_scores,
                 "input": query_input,
                 "reference_input": _input_record(self.preprocessor.reference_input()),
-                "label_neighbors": 0 if neighbours is None else opts.n_neighbors,
+                "label_neighbors": (0 if label_info["label_mode_used"] == "cell"
+                                    else opts.n_neighbors),
+                **label_info,
                 **calls, "params": params}
         return AnnotationResult(
             adata.obs_names.copy(), list(self.classes),
