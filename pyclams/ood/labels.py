@@ -28,8 +28,9 @@ LABEL_MODES = ("auto", "neighbourhood", "cell")
 CONFIDENT = 0.9
 #: confidently called cells a type needs before its purity is judged
 MIN_CONFIDENT_CELLS = 5
-#: share of the confidently called cells' neighbours called the same type, for consistency
-MIN_PURITY = 0.8
+#: share of the confidently called cells' neighbours called the same type, for consistency: a
+#: clear majority, so that the consensus keeps those cells' own type
+MIN_PURITY = 0.6
 
 
 def graph_purity(own: np.ndarray, own_conf: np.ndarray, neighbours: np.ndarray,

@@ -9,7 +9,7 @@ def _two_types(n=20):
     idx = np.array([[i] + [(i // n) * n + (i + d) % n for d in range(1, 6)]
                     for i in range(2 * n)])
     probs = np.zeros((2 * n, 2))
-    probs[:n] = [0.95, 0.05]
+    probs[:n] = [0.96, 0.04]
     probs[n:] = [0.05, 0.95]
     return probs, idx
 
@@ -39,7 +39,7 @@ def test_auto_keeps_own_calls_where_the_graph_mixes_two_types():
     # consensus would absorb them, "auto" keeps the network's own calls
     probs, idx = _two_types()
     n = probs.shape[0] // 2
-    minority = np.arange(0, n, 4)
+    minority = np.arange(0, n, 2)
     probs[minority] = [0.05, 0.95]
     label, conf, info = lb.cell_labels(probs, idx, "auto")
     whole, _, _ = lb.cell_labels(probs, idx, "neighbourhood")
