@@ -3,7 +3,7 @@
 Averaging p(y|x) over a cell and its nearest query neighbours (:func:`.neighbours.consensus`)
 corrects scattered single-cell errors, and the share of the neighbourhood called alike is then a
 confidence that holds on shifted queries (measured: ECE 0.02-0.03 on two cross-lab PBMC pairs,
-against 0.04-0.11 for the temperature-scaled max p(y|x)). It fails where the query's own
+against 0.01-0.11 for the temperature-scaled max p(y|x); the README has the table). It fails where the query's own
 neighbourhood graph (principal components of the model genes) does not separate types that the
 network does separate (measured: CD4 / CD8 T cells of a cross-chemistry pair, where the consensus
 folded CD8 T cells into CD4 T): the minority type is absorbed by the majority around it.
