@@ -13,6 +13,7 @@ from __future__ import annotations
 import anndata as _ad
 
 from . import metrics, pl
+from ._threads import settings
 from ._version import __version__
 from .errors import ModelFormatError, PyClamsInputError
 from .model import CLAMS
@@ -20,14 +21,14 @@ from .ood.options import OODOptions
 from .result import AnnotationResult
 
 __all__ = ["CLAMS", "AnnotationResult", "OODOptions", "train", "annotate", "load", "metrics",
-           "pl", "PyClamsInputError", "ModelFormatError", "__version__"]
+           "pl", "settings", "PyClamsInputError", "ModelFormatError", "__version__"]
 
 
 def train(adata: _ad.AnnData, *, labels_key: str, preset: str = "clams", **kwargs) -> CLAMS:
     """Train a :class:`CLAMS` model on a labelled reference.
 
     Keyword arguments go to :meth:`CLAMS.fit` (``layer``, ``is_log``, ``max_epochs``, ``seed``,
-    ``device``, ...) or, for ``n_top_genes``, ``network``, ``train``, ``sgld`` and
+    ``device``, ``n_threads``, ...) or, for ``n_top_genes``, ``network``, ``train``, ``sgld`` and
     ``generative``, to the :class:`CLAMS` constructor.
     """
     init_keys = ("n_top_genes", "network", "train", "sgld", "generative")

@@ -23,6 +23,7 @@ from . import io
 from ._config import build_config, check_whole
 from ._logging import logger
 from ._settings import resolve_device
+from ._threads import with_threads
 from ._version import __version__
 from .data.checks import check_anndata
 from .data.preprocess import CLIP
@@ -140,6 +141,7 @@ class CLAMS:
         return weights_id(self.net)
 
     # ------------------------------------------------------------------ training
+    @with_threads
     def fit(self, adata: ad.AnnData, *, labels_key: str, layer: str | None = None,
             is_log: bool | None = None, batch_key: str | None = None,
             integrate: Literal["harmony"] | None = None, query: ad.AnnData | None = None,
@@ -174,6 +176,10 @@ class CLAMS:
             ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         verbose
             Progress bar and log messages.
+        n_threads
+            CPU threads for torch (default: ``pyclams.settings.n_threads``, else
+            ``OMP_NUM_THREADS``, else the cores this process may run on; see
+            :mod:`pyclams._threads`).
         """
         if integrate not in (None, "harmony"):
             raise PyClamsInputError(f"integrate must be None or 'harmony', not {integrate!r}")
@@ -239,6 +245,7 @@ class CLAMS:
                     held_out.get("test_ece", np.nan), self.temperature)
 
     # ------------------------------------------------------------------ inference
+    @with_threads
     def infer(self, adata: ad.AnnData, *, layer: str | None = None, is_log: bool | None = None,
               log_base: str | float | None = None,
               ood: OODOptions | dict | None = None, ood_method: str | None = None,
@@ -253,7 +260,8 @@ class CLAMS:
         0.05, query, 0.5, 10). With ``n_neighbors > 0`` (and at least
         :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) each cell's type is its
         neighbourhood's consensus and its confidence the share of the neighbourhood that agrees
-        (:func:`pyclams.ood.neighbours.consensus`).
+        (:func:`pyclams.ood.neighbours.consensus`). ``n_threads`` sets torch's CPU threads
+        (as in :meth:`fit`).
         """
         self._require_fitted()
         check_anndata(adata, what="the query")
@@ -303,6 +311,7 @@ class CLAMS:
             conf.astype(np.float32), log_px.astype(np.float32), pvals.astype(np.float32),
             np.asarray(is_ood, dtype=bool), probs.astype(np.float32), embedding.numpy(), info)
 
+    @with_threads
     def predict(self, adata: ad.AnnData, **kwargs) -> pd.DataFrame:
         """Per-cell results as a DataFrame; ``adata`` is not touched.
 
@@ -312,6 +321,7 @@ class CLAMS:
         """
         return self.infer(adata, **kwargs).to_frame()
 
+    @with_threads
     def annotate(self, adata: ad.AnnData, *, key_added: str = "clams", copy: bool = False,
                  overwrite: bool = False, **kwargs) -> ad.AnnData | None:
         """Annotate ``adata`` in place (or a copy), scanpy style.
@@ -339,6 +349,7 @@ class CLAMS:
         return target if copy else None
 
     # ------------------------------------------------------------------ generation
+    @with_threads
     def sample(self, n: int, *, label: str | None = None, n_steps: int = 200,
                step_size: float | None = None, noise: float | None = None,
                init_noise: float = 1.0, seed: int = 0) -> ad.AnnData:
