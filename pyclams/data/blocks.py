@@ -67,11 +67,6 @@ def row_blocks(x) -> Iterator[tuple[int, int, sp.csr_matrix | np.ndarray]]:
         yield start, stop, read_rows(x, slice(start, stop))
 
 
-def first_block(x) -> sp.csr_matrix | np.ndarray:
-    """The first block of rows :func:`row_blocks` yields (an empty block for no rows)."""
-    return next((b for _, _, b in row_blocks(x)), read_rows(x, slice(0, 0)))
-
-
 def max_value(x) -> float:
     """Largest value of ``x`` (0 for an empty matrix), read block by block when not in
     memory."""

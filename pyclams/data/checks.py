@@ -112,6 +112,18 @@ def check_matrix_values(x, *, what: str = "adata.X") -> None:
                 "adata.raw.to_adata()) or the log-normalised values from before scaling")
 
 
+def check_leading_values(x, *, what: str = "adata.X", max_values: int = 200_000) -> None:
+    """:func:`check_matrix_values` over the leading row blocks of an on-disk matrix that hold
+    the values :func:`detect_input_kind` samples (the other rows are checked as they are
+    read)."""
+    n = 0
+    for _, _, block in row_blocks(x):
+        check_matrix_values(block, what=what)
+        n += block.nnz if sp.issparse(block) else block.size
+        if n >= max_values:
+            break
+
+
 def is_raw_counts(x) -> bool:
     """Whether ``x`` holds raw counts: its stored nonzero values (a sample of up to 200,000,
     read in row blocks) are non-negative integers. False for a matrix without nonzero values."""

@@ -22,9 +22,10 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from .._logging import logger
-from .blocks import first_block, in_memory, row_blocks
+from .blocks import in_memory, row_blocks
 from .checks import (
     InputKind,
+    check_leading_values,
     check_matrix_values,
     check_names,
     check_no_empty_cells,
@@ -260,7 +261,7 @@ class Preprocessor:
             check_matrix_values(x, what=where)
             check_no_empty_cells(x, what=where)
         else:  # the leading rows the input kind is detected from (all rows are checked below)
-            check_matrix_values(first_block(x), what=where)
+            check_leading_values(x, what=where)
         pos, overlap = align_genes(adata.var_names, self.genes, min_overlap=min_gene_overlap,
                                    what=what)
         desc = describe_input(x, is_log=is_log, log_base=log_base, what=where)
