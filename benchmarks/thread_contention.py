@@ -1,7 +1,8 @@
 """Seconds per training epoch on pbmc3k under CPU contention, by torch thread count.
 
 Each setting runs in a fresh process (``OMP_WAIT_POLICY`` is read when torch's OpenMP runtime
-loads). A ``yes > /dev/null`` busy loop runs beside it when ``--busy`` is given (one per
+loads; ``default`` is libgomp's own policy, which pyclams replaces by ``PASSIVE`` unless the
+user set one). A ``yes > /dev/null`` busy loop runs beside it when ``--busy`` is given (one per
 requested busy core). Prints one row per setting: threads, wait policy, busy loops, seconds of
 each epoch, and the process's CPU seconds per wall second.
 
@@ -51,8 +52,9 @@ def main() -> None:
             for threads in args.threads:
                 env = {k: v for k, v in os.environ.items()
                        if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-                if policy != "default":
-                    env["OMP_WAIT_POLICY"] = policy
+                # "default": libgomp's own (spin a while, then sleep); an empty value is read
+                # as unset by libgomp and kept by pyclams (which otherwise sets PASSIVE)
+                env["OMP_WAIT_POLICY"] = "" if policy == "default" else policy
                 if args.env_threads:
                     env["OMP_NUM_THREADS"] = str(threads)
                 done = subprocess.run([sys.executable, "-c", CHILD, str(threads),

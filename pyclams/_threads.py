@@ -123,14 +123,27 @@ def thread_limit(n_threads: int | None = None) -> Iterator[int]:
     chosen = outer if n_threads is None and outer is not None else resolve_threads(n_threads)
     token = _active.set(chosen)
     previous = torch.get_num_threads()
-    if chosen != previous:
-        torch.set_num_threads(chosen)
+    torch.set_num_threads(chosen)  # also when equal: it sets MKL's count for this thread too
     try:
         yield chosen
     finally:
         _active.reset(token)
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
+        torch.set_num_threads(previous)
+
+
+def enforce_threads() -> None:
+    """Set torch's thread count back to the running :func:`thread_limit` choice if another
+    library changed it (no-op outside such a block).
+
+    scanpy's gene selection runs numba's OpenMP pool, which sets the process's OpenMP thread
+    count to all cores; torch (and MKL inside it) then trains with that many threads whatever
+    ``OMP_NUM_THREADS`` said. Called before the training loop and each inference pass.
+    """
+    chosen = _active.get()
+    if chosen is not None and torch.get_num_threads() != chosen:
+        logger.debug("torch's thread count was changed to %d (by another library): reset to "
+                     "%d", torch.get_num_threads(), chosen)
+        torch.set_num_threads(chosen)
 
 
 def with_threads(method: F) -> F:

@@ -143,7 +143,7 @@ def annotate_h5ad(query: str | os.PathLike, output: str | os.PathLike, model, *,
     output
         Path of the annotated .h5ad to write (replaced when it exists; it may be ``query``).
     model
-        A trained :class:`~pyclams.CLAMS`.
+        A trained :class:`~pyclams.CLAMS` or a model directory.
     key_added, overwrite
         As in :meth:`~pyclams.CLAMS.annotate`.
     **kwargs
@@ -156,6 +156,9 @@ def annotate_h5ad(query: str | os.PathLike, output: str | os.PathLike, model, *,
     hold the fields written; its ``X`` is not loaded.
     """
     check_key_added(key_added)
+    if isinstance(model, str | os.PathLike):
+        from .model import CLAMS
+        model = CLAMS.load(model)
     adata = read_backed(query)
     try:
         model.annotate(adata, key_added=key_added, overwrite=overwrite, **kwargs)

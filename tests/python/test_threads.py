@@ -144,3 +144,45 @@ def test_cli_threads_flag(tmp_path, capsys):
                                       "--threads", "1"]).threads == 1
     assert main(["annotate", "q.h5ad", "--model", "m", "-o", "o.h5ad", "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_enforce_threads_undoes_another_librarys_change():
+    from pyclams._threads import enforce_threads
+    before = torch.get_num_threads()
+    try:
+        enforce_threads()  # outside any block: nothing to enforce
+        assert torch.get_num_threads() == before
+        with thread_limit(1):
+            torch.set_num_threads(2)  # what numba's OpenMP pool does behind torch's back
+            enforce_threads()
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_training_and_inference_keep_the_chosen_threads(ref, query, monkeypatch):
+    # scanpy's gene selection (numba's OpenMP pool) raised torch's threads to all cores, so
+    # training ran with 2 threads under OMP_NUM_THREADS=1 (issue 13): simulate that change
+    from pyclams.data.preprocess import Preprocessor
+    from pyclams.training.trainer import Trainer
+    monkeypatch.setattr(_threads, "available_cores", lambda: 4)
+    real_hvg, real_step = Preprocessor._highly_variable, Trainer._step
+    seen = []
+
+    def hvg(*args, **kwargs):
+        torch.set_num_threads(3)
+        return real_hvg(*args, **kwargs)
+
+    def step(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_step(self, *args, **kwargs)
+    monkeypatch.setattr(Preprocessor, "_highly_variable", staticmethod(hvg))
+    monkeypatch.setattr(Trainer, "_step", step)
+    before = torch.get_num_threads()
+    model = pyclams.CLAMS(n_top_genes=50, train={"max_epochs": 1, "min_epochs": 1,
+                                                 "min_steps_per_epoch": 2},
+                          sgld={"buffer_size": 100, "n_steps": 2},
+                          network={"widths": (16, 8), "blocks_per_stage": 1})
+    model.fit(ref, labels_key="cell_type", device="cpu", verbose=False, n_threads=1)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
