@@ -186,3 +186,16 @@ def test_training_and_inference_keep_the_chosen_threads(ref, query, monkeypatch)
     model.fit(ref, labels_key="cell_type", device="cpu", verbose=False, n_threads=1)
     assert seen and set(seen) == {1}
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_waiting_openmp_threads_sleep_unless_the_user_says(given, expected):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, pyclams; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == expected
