@@ -4,8 +4,9 @@ A backed AnnData (``anndata.read_h5ad(path, backed="r")``) keeps ``X`` on disk: 
 dataset (:class:`anndata.abc.CSRDataset`) or, for a dense ``X``, an :class:`h5py.Dataset`.
 Such a matrix is read here in blocks of rows, sized so that one block holds about
 :data:`BLOCK_VALUES` stored values, and each block comes back in memory as a CSR matrix (sparse
-input) or an ndarray (dense input), float16 read as float32. Nothing here reads the whole matrix at once. A Dask array's blocks are computed the
-same way (``.compute()``); dask is not a dependency and that path is not tested here.
+input) or an ndarray (dense input), float16 read as float32. Nothing here reads the whole
+matrix at once. A Dask array's blocks are computed the same way (``.compute()``); dask is not a
+dependency and that path is not tested here.
 """
 
 from __future__ import annotations
