@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import pyclams.data.blocks as blocks
 from pyclams.cli import main
 from pyclams.errors import PyClamsInputError
+from pyclams.h5ad_annotate import is_current_format
 
 from .conftest import make_counts
 
@@ -146,6 +147,25 @@ def test_cli_output_equals_the_in_memory_annotation(trained_model, model_dir, tm
     again = ad.read_h5ad(tmp_path / "out.h5ad")
     assert again.uns["clams"]["params"]["ood_fdr"] == 0.1
     assert list(again.obs.columns) == list(expected.obs.columns)
+
+
+def test_older_h5ad_layout_is_written_whole(trained_model, model_dir, tmp_path):
+    # a file without anndata's element encoding at its root (as written before anndata 0.8)
+    # cannot take new elements beside old ones: the output is written whole instead
+    make_counts(20, n_classes=4, seed=1, prefix="q").write_h5ad(tmp_path / "q.h5ad")
+    with h5py.File(tmp_path / "q.h5ad", "r+") as f:
+        for key in ("encoding-type", "encoding-version"):
+            del f.attrs[key]
+    assert not is_current_format(tmp_path / "q.h5ad")
+    before = _sha(tmp_path / "q.h5ad")
+    assert main(["annotate", str(tmp_path / "q.h5ad"), "--model", str(model_dir), "-o",
+                 str(tmp_path / "o.h5ad"), "--n-neighbors", "0", "--quiet"]) == 0
+    assert _sha(tmp_path / "q.h5ad") == before
+    out = ad.read_h5ad(tmp_path / "o.h5ad")
+    expected = trained_model.predict(ad.read_h5ad(tmp_path / "q.h5ad"), n_neighbors=0)
+    assert (out.obs["clams_label"].astype(str) == expected["label"].astype(str)).all()
+    np.testing.assert_array_equal(out.obsm["clams_probabilities"],
+                                  expected.filter(like="p_").to_numpy())
 
 
 def test_annotate_h5ad_in_python(trained_model, model_dir, tmp_path):
