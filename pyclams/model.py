@@ -23,6 +23,7 @@ from . import io
 from ._config import build_config, check_whole
 from ._logging import logger
 from ._settings import resolve_device
+from ._threads import with_threads
 from ._version import __version__
 from .data.checks import check_anndata
 from .data.preprocess import CLIP
@@ -141,6 +142,7 @@ class CLAMS:
         return weights_id(self.net)
 
     # ------------------------------------------------------------------ training
+    @with_threads
     def fit(self, adata: ad.AnnData, *, labels_key: str, layer: str | None = None,
             is_log: bool | None = None, batch_key: str | None = None,
             integrate: Literal["harmony"] | None = None, query: ad.AnnData | None = None,
@@ -175,6 +177,10 @@ class CLAMS:
             ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         verbose
             Progress bar and log messages.
+        n_threads
+            CPU threads for torch (default: ``pyclams.settings.n_threads``, else
+            ``OMP_NUM_THREADS``, else the cores this process may run on; see
+            :mod:`pyclams._threads`).
         """
         if integrate not in (None, "harmony"):
             raise PyClamsInputError(f"integrate must be None or 'harmony', not {integrate!r}")
@@ -240,6 +246,7 @@ class CLAMS:
                     held_out.get("test_ece", np.nan), self.temperature)
 
     # ------------------------------------------------------------------ inference
+    @with_threads
     def infer(self, adata: ad.AnnData, *, layer: str | None = None, is_log: bool | None = None,
               log_base: str | float | None = None,
               ood: OODOptions | dict | None = None, ood_method: str | None = None,
@@ -255,7 +262,8 @@ class CLAMS:
         conformal, 0.05, query, 0.5, 10, auto). With ``n_neighbors > 0`` (and at least
         :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) OOD scores are averaged over each
         cell's query neighbourhood, and ``label_mode`` says where types and confidences come
-        from (:func:`pyclams.ood.labels.cell_labels`).
+        from (:func:`pyclams.ood.labels.cell_labels`). ``n_threads`` sets torch's CPU threads
+        (as in :meth:`fit`).
         """
         self._require_fitted()
         check_anndata(adata, what="the query")
@@ -308,6 +316,7 @@ class CLAMS:
             conf.astype(np.float32), log_px.astype(np.float32), pvals.astype(np.float32),
             np.asarray(is_ood, dtype=bool), probs.astype(np.float32), embedding.numpy(), info)
 
+    @with_threads
     def predict(self, adata: ad.AnnData, **kwargs) -> pd.DataFrame:
         """Per-cell results as a DataFrame; ``adata`` is not touched.
 
@@ -317,6 +326,7 @@ class CLAMS:
         """
         return self.infer(adata, **kwargs).to_frame()
 
+    @with_threads
     def annotate(self, adata: ad.AnnData, *, key_added: str = "clams", copy: bool = False,
                  overwrite: bool = False, **kwargs) -> ad.AnnData | None:
         """Annotate ``adata`` in place (or a copy), scanpy style.
@@ -344,6 +354,7 @@ class CLAMS:
         return target if copy else None
 
     # ------------------------------------------------------------------ generation
+    @with_threads
     def sample(self, n: int, *, label: str | None = None, n_steps: int = 200,
                step_size: float | None = None, noise: float | None = None,
                init_noise: float = 1.0, seed: int = 0) -> ad.AnnData:

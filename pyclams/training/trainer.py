@@ -21,6 +21,7 @@ from torch import nn
 from .._config import check_whole
 from .._logging import logger
 from .._progress import progress
+from .._threads import enforce_threads
 from ..data.loader import FeatureMatrix
 from ..ebm.buffer import ReplayBuffer, slot_classes
 from ..ebm.losses import GenerativeLossConfig, energy_penalty, generative_loss, regularise, tilt
@@ -221,6 +222,7 @@ class Trainer:
         # denormal floats (tiny gradients once the cross-entropy nears 0) slow CPU
         # arithmetic down by 10-30x; flush them to zero while training
         torch.set_flush_denormal(True)
+        enforce_threads()  # the reference's gene selection (numba) may have changed them
         try:
             return self._fit()
         finally:
