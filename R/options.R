@@ -112,28 +112,31 @@ print.clams_options <- function(x, ...) {
 
 # ---------------------------------------------------------------------------- OOD settings
 # The settings of the OOD ("unknown") call, checked once; Python receives them as the dict of
-# pyclams.ood.options.OODOptions (method, fdr, calibration, min_confidence, n_neighbors).
+# pyclams.ood.options.OODOptions (method, fdr, calibration, min_confidence, n_neighbors,
+# label_mode).
 .ood_options <- function(fdr = 0.05, method = "conformal", calibration = "query",
-                         min.confidence = 0.5, n.neighbors = 10) {
+                         min.confidence = 0.5, n.neighbors = 10, label.mode = "auto") {
   .check_number(fdr, "ood.fdr", lower = 0, upper = 1, lower.open = TRUE, upper.open = TRUE)
   .check_choice(method, "ood.method", c("conformal", "max_prob"))
   .check_choice(calibration, "calibration", c("query", "class", "pooled"))
   .check_number(min.confidence, "min.confidence", lower = 0, upper = 1)
   .check_whole(n.neighbors, "n.neighbors", min = 0)
+  .check_choice(label.mode, "label.mode", c("auto", "neighbourhood", "cell"))
   structure(list(method = method, fdr = fdr, calibration = calibration,
-                 min_confidence = min.confidence, n_neighbors = as.integer(n.neighbors)),
+                 min_confidence = min.confidence, n_neighbors = as.integer(n.neighbors),
+                 label_mode = label.mode),
             class = "clams_ood_options")
 }
 
 # Everything of a RunCLAMS call but the model, checked once: the query's layer and assay, the
 # OOD settings (`ood.fdr` and, in `...`, `ood.method`, `calibration`, `min.confidence`,
-# `n.neighbors`), the
+# `n.neighbors`, `label.mode`), the
 # share of the model's genes the query must have (`min.gene.overlap`), device and seed.
 # Also called from Python (pyclams.r_bridge.annotate_rds) to record a run the same way.
 .run_settings <- function(layer = "counts", ood.fdr = 0.05, device = "auto", seed = 0,
                           verbose = TRUE, assay = NULL, ...) {
   extra <- .known_dots(..., known = c("ood.method", "calibration", "min.confidence",
-                                      "n.neighbors", "min.gene.overlap"))
+                                      "n.neighbors", "label.mode", "min.gene.overlap"))
   .check_string(layer, "layer")
   .check_string(assay, "assay", null.ok = TRUE)
   .check_string(device, "device")
@@ -141,7 +144,8 @@ print.clams_options <- function(x, ...) {
   .check_flag(verbose, "verbose")
   .check_number(extra$min.gene.overlap, "min.gene.overlap", lower = 0, upper = 1)
   given <- list(fdr = ood.fdr, method = extra$ood.method, calibration = extra$calibration,
-                min.confidence = extra$min.confidence, n.neighbors = extra$n.neighbors)
+                min.confidence = extra$min.confidence, n.neighbors = extra$n.neighbors,
+                label.mode = extra$label.mode)
   ood <- do.call(.ood_options, Filter(Negate(is.null), given))
   structure(list(layer = layer, assay = assay, ood = ood,
                  min.gene.overlap = extra$min.gene.overlap %||% 0.5, device = device,

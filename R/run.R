@@ -6,9 +6,11 @@
 #'
 #' Predicts, for every cell, its reference cell type, a confidence and whether the cell is of a
 #' type the reference lacks (out-of-distribution, OOD). By default each cell is read with its 10
-#' nearest query cells: its type is their consensus, its confidence the share of them called the
-#' same, and its OOD p-value compares the model's density log p(x), averaged over them and
-#' aligned per predicted type to the query's own bulk, with held-out reference cells; cells are
+#' nearest query cells: for types that the query's own neighbourhood graph keeps apart its type
+#' is their consensus and its confidence the share of them called the same (`label.mode =
+#' "auto"`), otherwise the network's own call; its OOD p-value compares the model's density
+#' log p(x), averaged over them and aligned per predicted type to the query's own bulk, with
+#' held-out reference cells; cells are
 #' flagged by Benjamini-Hochberg at false discovery rate `ood.fdr` (see the README for what this
 #' assumes). Either trains a model on `reference` first or uses a trained `model`.
 #'
@@ -21,10 +23,10 @@
 #' The per-cell fields are those of the Python package (`pyclams.result.RESULT_FIELDS`):
 #' \describe{
 #'   \item{`label`}{factor: predicted type; `"unknown"` for cells flagged OOD;}
-#'   \item{`label_raw`}{factor: the type whatever the OOD call (the neighbourhood's consensus;
-#'     with `n.neighbors = 0` the cell's own most probable type);}
-#'   \item{`confidence`}{share of the neighbourhood called the same type (with
-#'     `n.neighbors = 0`: temperature-scaled max p(y|x));}
+#'   \item{`label_raw`}{factor: the type whatever the OOD call (the cell's own most probable
+#'     type, or its neighbourhood's consensus where `label.mode` allows);}
+#'   \item{`confidence`}{temperature-scaled max p(y|x) of a cell labelled alone; the share of
+#'     the neighbourhood called the same type for a cell labelled by its neighbourhood;}
 #'   \item{`log_px`}{the cell's own log p(x) up to a constant (higher = more typical);}
 #'   \item{`ood_pvalue`}{p-value of the OOD test;}
 #'   \item{`is_ood`}{logical: flagged as an unknown type.}
@@ -75,10 +77,11 @@
 #'   (`"query"` (default): p-values relative to the query's own bulk per predicted type,
 #'   robust to another lab or condition; `"class"`: against held-out reference cells of the
 #'   predicted class alone, or `"pooled"`),
-#'   `min.confidence` (0.5), `n.neighbors` (10: the query cells each cell's type, confidence
-#'   and OOD score are averaged over; 0: each cell alone) and `min.gene.overlap` (0.5: the
-#'   share of the model's genes the
-#'   query must have).
+#'   `min.confidence` (0.5), `n.neighbors` (10: the query cells each cell's OOD score is
+#'   averaged over and its type may be taken from; 0: each cell alone), `label.mode`
+#'   (`"auto"` (default): the neighbourhood's consensus for types the query's graph keeps
+#'   apart, the cell's own call otherwise; `"neighbourhood"`: always; `"cell"`: never) and
+#'   `min.gene.overlap` (0.5: the share of the model's genes the query must have).
 #' @return The object with the annotation (a data frame for a matrix).
 #' @seealso [TrainCLAMS()], [LoadCLAMS()], [clams_options()]
 #' @examples
@@ -203,6 +206,7 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
        assay = settings$assay, layer = settings$layer, ood.fdr = ood$fdr,
        ood.method = ood$method, calibration = ood$calibration,
        min.confidence = ood$min_confidence, n.neighbors = ood$n_neighbors,
+       label.mode = ood$label_mode,
        min.gene.overlap = settings$min.gene.overlap,
        device = settings$device, seed = if (trained.here) settings$seed,
        n.ood = as.integer(plain$n_ood), time = Sys.time())

@@ -146,6 +146,7 @@ TrainCLAMS.Seurat <- function(object, labels.by, assay = NULL, layer = "counts",
                  layer = info$layer, prefix = prefix, ood.fdr = info$ood.fdr,
                  ood.method = info$ood.method, calibration = info$calibration,
                  min.confidence = info$min.confidence, n.neighbors = info$n.neighbors,
+                 label.mode = info$label.mode,
                  min.gene.overlap = info$min.gene.overlap, device = info$device,
                  seed = info$seed, overwrite = overwrite,
                  reduction = if (reduction) prefix)

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import PyClamsInputError
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 
 
 def os_error_text(err: BaseException, limit: int = 200) -> str:
@@ -28,6 +34,28 @@ def umask_mode(mode: int = 0o666) -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mode & ~mask
+
+
+def check_room(target: str | os.PathLike, n_bytes: int) -> None:
+    """Error (naming ``target``) when a file of ``n_bytes`` cannot be written there: more
+    than the process's file-size limit or the free space of its disk.
+
+    Checked before writing formats (HDF5) whose library is left in a broken state when a write
+    fails half-way. Nothing is created.
+    """
+    out = Path(target)
+    mb = n_bytes / 2**20
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource else -1
+    if limit not in (-1, getattr(resource, "RLIM_INFINITY", -1)) and n_bytes > limit:
+        raise PyClamsInputError(f"cannot write {out}: it needs about {mb:.1f} MB and the "
+                                f"file-size limit is {limit / 2**20:.1f} MB; nothing was written")
+    try:
+        free = shutil.disk_usage(out.parent if str(out.parent) else ".").free
+    except OSError:
+        return  # a missing folder is reported when the file is written
+    if n_bytes > free:
+        raise PyClamsInputError(f"cannot write {out}: it needs about {mb:.1f} MB and its disk "
+                                f"has {free / 2**20:.1f} MB free; nothing was written")
 
 
 @contextlib.contextmanager

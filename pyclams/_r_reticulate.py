@@ -217,7 +217,8 @@ def infer_for_r(model: CLAMS, adata: ad.AnnData, *, is_log: bool | None = None,
     """Everything R's ``RunCLAMS`` writes, as :func:`plain_result` (nothing written anywhere).
 
     ``ood``: the OOD settings as R's list (``method``, ``fdr``, ``calibration``,
-    ``min_confidence``, ``n_neighbors``; see :class:`~pyclams.ood.options.OODOptions`).
+    ``min_confidence``, ``n_neighbors``, ``label_mode``; see
+    :class:`~pyclams.ood.options.OODOptions`).
     """
     with quiet(bool(verbose)):
         result = model.infer(adata, is_log=is_log, ood=dict(ood or {}),

@@ -12,8 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ._files import atomic_path, os_error_text
+from ._files import os_error_text
 from ._logging import logger
+from ._threads import thread_limit
 from ._version import __version__
 from .ebm.losses import PRESETS
 from .errors import PyClamsInputError
@@ -52,19 +53,25 @@ def _share(*, open_ends: bool):
     return parse
 
 
-def _read_h5ad(path: str, *, assay: str | None = None, layer: str = "counts"):
-    """Read an .h5ad file, or a Seurat object saved as .rds (needs pyclams[r] and R)."""
-    import anndata as ad
+def _check_input(path: str) -> Path:
+    """``path`` if it names an existing .h5ad or .rds file (else a one-line error)."""
     p = Path(path)
     if not p.exists():
         raise PyClamsInputError(f"{path}: no such file")
-    if p.suffix.lower() == ".rds":
-        from . import r_bridge
-        return r_bridge.seurat_to_anndata(r_bridge.read_rds(p), assay=assay, layer=layer)
-    if p.suffix.lower() != ".h5ad":
+    if p.suffix.lower() not in (".h5ad", ".rds"):
         raise PyClamsInputError(f"{path}: expected an .h5ad or .rds file")
     if p.is_dir():
         raise PyClamsInputError(f"{path} is a directory, not an .h5ad file")
+    return p
+
+
+def _read_h5ad(path: str, *, assay: str | None = None, layer: str = "counts"):
+    """Read an .h5ad file, or a Seurat object saved as .rds (needs pyclams[r] and R)."""
+    import anndata as ad
+    p = _check_input(path)
+    if p.suffix.lower() == ".rds":
+        from . import r_bridge
+        return r_bridge.seurat_to_anndata(r_bridge.read_rds(p), assay=assay, layer=layer)
     try:
         return ad.read_h5ad(p)
     except (OSError, KeyError, ValueError) as err:
@@ -109,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
+    from .h5ad_annotate import annotate_h5ad
     from .model import CLAMS
     model = CLAMS.load(args.model, device=args.device)
     if _is_rds(args.query) or _is_rds(args.output):
@@ -121,19 +129,21 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, is_log=args.is_log,
                           log_base=args.log_base, ood_fdr=args.ood_fdr,
                           ood_method=args.ood_method, calibration=args.calibration,
-                          n_neighbors=args.n_neighbors, min_gene_overlap=args.min_gene_overlap)
+                          n_neighbors=args.n_neighbors, label_mode=args.label_mode,
+                          min_gene_overlap=args.min_gene_overlap)
         print(df["label"].value_counts().to_string())
         print(f"-> {args.output}")
         return 0
     _check_output_file(args.output, ".h5ad")
-    query = _read_h5ad(args.query)
-    model.annotate(query, key_added=args.key_added, layer=args.layer, is_log=args.is_log,
-                   log_base=args.log_base,
-                   ood_fdr=args.ood_fdr, ood_method=args.ood_method,
-                   calibration=args.calibration, n_neighbors=args.n_neighbors,
-                   min_gene_overlap=args.min_gene_overlap, overwrite=args.overwrite)
-    with atomic_path(args.output) as tmp:
-        query.write_h5ad(tmp, compression="gzip")
+    _check_input(args.query)
+    # X is read a block of rows at a time; the output is a copy of the query with the new
+    # fields written into it (pyclams.h5ad_annotate)
+    query = annotate_h5ad(args.query, args.output, model, key_added=args.key_added,
+                          layer=args.layer, is_log=args.is_log, log_base=args.log_base,
+                          ood_fdr=args.ood_fdr, ood_method=args.ood_method,
+                          calibration=args.calibration, n_neighbors=args.n_neighbors,
+                          label_mode=args.label_mode, min_gene_overlap=args.min_gene_overlap,
+                          overwrite=args.overwrite)
     counts = query.obs[f"{args.key_added}_label"].value_counts()
     print(counts.to_string())
     print(f"-> {args.output}")
@@ -185,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         if device:
             p.add_argument("--device", default="auto", help="auto | cpu | cuda")
 
+    def threads(p):
+        p.add_argument("--threads", type=_whole(1), default=None,
+                       help="CPU threads for torch (default: OMP_NUM_THREADS, else the cores "
+                            "this process may run on; never more than those cores)")
+
     def bool_log(p):
         g = p.add_mutually_exclusive_group()
         g.add_argument("--is-log", dest="is_log", action="store_const", const=True,
@@ -211,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assay", default=None, help="Seurat assay of an .rds input (default: "
                    "the object's default assay)")
     bool_log(p)
+    threads(p)
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -227,8 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "own bulk per predicted type, robust to another lab or condition; "
                         "'class'/'pooled' against held-out reference cells alone")
     p.add_argument("--n-neighbors", type=_whole(0), default=10,
-                   help="query cells each cell's type, confidence and OOD score are averaged "
-                        "over (0-30; 0: each cell alone)")
+                   help="query cells each cell's OOD score is averaged over and its type may "
+                        "be taken from (0-30; 0: each cell alone)")
+    p.add_argument("--label-mode", choices=["auto", "neighbourhood", "cell"], default="auto",
+                   help="where types and confidences come from: 'auto' (default) the "
+                        "neighbourhood's consensus for types the query's own graph keeps apart, "
+                        "the cell's own otherwise; 'neighbourhood' always; 'cell' never")
     p.add_argument("--min-gene-overlap", type=_share(open_ends=False), default=0.5)
     p.add_argument("--key-added", default="clams")
     p.add_argument("--layer", default=None,
@@ -237,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing KEY_ADDED_* fields of the query (else an error)")
     bool_log(p)
+    threads(p)
     common(p)
     p.set_defaults(func=cmd_annotate)
 
@@ -252,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train, annotate and evaluate on the bundled data")
     p.add_argument("-o", "--output", default="pyclams_demo")
     p.add_argument("--seed", type=_whole(0), default=0)
+    threads(p)
     common(p)
     p.set_defaults(func=cmd_demo)
 
@@ -275,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         # instead of the process being killed half-way
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        return args.func(args)
+        with thread_limit(getattr(args, "threads", None)):  # train, annotate, demo
+            return args.func(args)
     except PyClamsInputError as err:
         print(f"pyclams {args.command}: error: {err}", file=sys.stderr)
         return 2

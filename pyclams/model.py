@@ -23,6 +23,7 @@ from . import io
 from ._config import build_config, check_whole
 from ._logging import logger
 from ._settings import resolve_device
+from ._threads import with_threads
 from ._version import __version__
 from .data.checks import check_anndata
 from .data.preprocess import CLIP
@@ -36,7 +37,8 @@ from .nn.build import NetworkConfig, build_network, weights_id
 from .nn.inference import logits_and_embedding
 from .nn.resnet import ResNetMLP
 from .ood.calibrator import MIN_QUERY_CELLS, Calibrator
-from .ood.neighbours import consensus, feature_pcs, nearest_neighbours
+from .ood.labels import cell_labels
+from .ood.neighbours import feature_pcs, nearest_neighbours
 from .ood.options import OODOptions
 from .result import UNKNOWN, AnnotationResult, check_key_added
 from .training.history import History
@@ -140,6 +142,7 @@ class CLAMS:
         return weights_id(self.net)
 
     # ------------------------------------------------------------------ training
+    @with_threads
     def fit(self, adata: ad.AnnData, *, labels_key: str, layer: str | None = None,
             is_log: bool | None = None, batch_key: str | None = None,
             integrate: Literal["harmony"] | None = None, query: ad.AnnData | None = None,
@@ -174,6 +177,10 @@ class CLAMS:
             ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         verbose
             Progress bar and log messages.
+        n_threads
+            CPU threads for torch (default: ``pyclams.settings.n_threads``, else
+            ``OMP_NUM_THREADS``, else the cores this process may run on; see
+            :mod:`pyclams._threads`).
         """
         if integrate not in (None, "harmony"):
             raise PyClamsInputError(f"integrate must be None or 'harmony', not {integrate!r}")
@@ -239,28 +246,31 @@ class CLAMS:
                     held_out.get("test_ece", np.nan), self.temperature)
 
     # ------------------------------------------------------------------ inference
+    @with_threads
     def infer(self, adata: ad.AnnData, *, layer: str | None = None, is_log: bool | None = None,
               log_base: str | float | None = None,
               ood: OODOptions | dict | None = None, ood_method: str | None = None,
               ood_fdr: float | None = None, calibration: str | None = None,
               min_confidence: float | None = None, n_neighbors: int | None = None,
-              min_gene_overlap: float = 0.5, batch_size: int = 1024) -> AnnotationResult:
+              label_mode: str | None = None, min_gene_overlap: float = 0.5,
+              batch_size: int = 1024) -> AnnotationResult:
         """Labels, calibrated confidences, log p(x) and OOD calls (nothing written anywhere).
 
         The OOD settings come from ``ood`` (:class:`~pyclams.ood.options.OODOptions` or a dict)
         and the flat arguments ``ood_method``, ``ood_fdr``, ``calibration``,
-        ``min_confidence`` and ``n_neighbors``, which take precedence (defaults: conformal,
-        0.05, query, 0.5, 10). With ``n_neighbors > 0`` (and at least
-        :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) each cell's type is its
-        neighbourhood's consensus and its confidence the share of the neighbourhood that agrees
-        (:func:`pyclams.ood.neighbours.consensus`).
+        ``min_confidence``, ``n_neighbors`` and ``label_mode``, which take precedence (defaults:
+        conformal, 0.05, query, 0.5, 10, auto). With ``n_neighbors > 0`` (and at least
+        :data:`~pyclams.ood.calibrator.MIN_QUERY_CELLS` cells) OOD scores are averaged over each
+        cell's query neighbourhood, and ``label_mode`` says where types and confidences come
+        from (:func:`pyclams.ood.labels.cell_labels`). ``n_threads`` sets torch's CPU threads
+        (as in :meth:`fit`).
         """
         self._require_fitted()
         check_anndata(adata, what="the query")
         check_whole(batch_size, "batch_size", 1)
         opts = OODOptions.from_kwargs(ood, ood_method=ood_method, ood_fdr=ood_fdr,
                                       calibration=calibration, min_confidence=min_confidence,
-                                      n_neighbors=n_neighbors)
+                                      n_neighbors=n_neighbors, label_mode=label_mode)
         features, overlap = self.space.transform(adata, layer=layer, is_log=is_log,
                                                  log_base=log_base,
                                                  min_gene_overlap=min_gene_overlap)
@@ -272,12 +282,13 @@ class CLAMS:
         neighbours = None
         if opts.n_neighbors and features.n_cells >= MIN_QUERY_CELLS:
             neighbours = nearest_neighbours(feature_pcs(features), opts.n_neighbors)
-            raw, conf = consensus(probs, neighbours)
-        else:
-            raw, conf = probs.argmax(1), probs.max(1)
+        raw, conf, label_info = cell_labels(probs, neighbours, opts.label_mode)
         pvals, is_ood, calls = self.calibrator.flag(log_px, raw, conf, opts, neighbours)
         if "class_maps" in calls:  # keyed by class name (uns keys are strings)
             calls["class_maps"] = {self.classes[c]: m for c, m in calls["class_maps"].items()}
+        if "graph_purity" in label_info:
+            label_info["graph_purity"] = {self.classes[c]: v
+                                          for c, v in label_info["graph_purity"].items()}
         if calls.get("suspect_classes"):
             calls["suspect_classes"] = [self.classes[c] for c in calls["suspect_classes"]]
             logger.warning(
@@ -295,7 +306,9 @@ class CLAMS:
                 "n_calibration": self.calibrator.n_scores,
                 "input": query_input,
                 "reference_input": _input_record(self.preprocessor.reference_input()),
-                "label_neighbors": 0 if neighbours is None else opts.n_neighbors,
+                "label_neighbors": (0 if label_info["label_mode_used"] == "cell"
+                                    else opts.n_neighbors),
+                **label_info,
                 **calls, "params": params}
         return AnnotationResult(
             adata.obs_names.copy(), list(self.classes),
@@ -303,6 +316,7 @@ class CLAMS:
             conf.astype(np.float32), log_px.astype(np.float32), pvals.astype(np.float32),
             np.asarray(is_ood, dtype=bool), probs.astype(np.float32), embedding.numpy(), info)
 
+    @with_threads
     def predict(self, adata: ad.AnnData, **kwargs) -> pd.DataFrame:
         """Per-cell results as a DataFrame; ``adata`` is not touched.
 
@@ -312,6 +326,7 @@ class CLAMS:
         """
         return self.infer(adata, **kwargs).to_frame()
 
+    @with_threads
     def annotate(self, adata: ad.AnnData, *, key_added: str = "clams", copy: bool = False,
                  overwrite: bool = False, **kwargs) -> ad.AnnData | None:
         """Annotate ``adata`` in place (or a copy), scanpy style.
@@ -339,6 +354,7 @@ class CLAMS:
         return target if copy else None
 
     # ------------------------------------------------------------------ generation
+    @with_threads
     def sample(self, n: int, *, label: str | None = None, n_steps: int = 200,
                step_size: float | None = None, noise: float | None = None,
                init_noise: float = 1.0, seed: int = 0) -> ad.AnnData:

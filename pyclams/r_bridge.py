@@ -345,7 +345,8 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
                                  ood_fdr=kwargs.pop("ood_fdr", None),
                                  calibration=kwargs.pop("calibration", None),
                                  min_confidence=kwargs.pop("min_confidence", None),
-                                 n_neighbors=kwargs.pop("n_neighbors", None))
+                                 n_neighbors=kwargs.pop("n_neighbors", None),
+                                 label_mode=kwargs.pop("label_mode", None))
     if kwargs.get("min_gene_overlap") is None:
         kwargs["min_gene_overlap"] = 0.5
     result = model.infer(adata, ood=ood, **kwargs)
@@ -353,7 +354,7 @@ def annotate_rds(in_rds: str | os.PathLike, out_rds: str | os.PathLike,
                      seed=robjects().NULL, verbose=False, assay=adata.uns["seurat"]["assay"],
                      **{"ood.fdr": ood.fdr, "ood.method": ood.method,
                         "calibration": ood.calibration, "min.confidence": ood.min_confidence,
-                        "n.neighbors": ood.n_neighbors,
+                        "n.neighbors": ood.n_neighbors, "label.mode": ood.label_mode,
                         "min.gene.overlap": float(kwargs["min_gene_overlap"])})
     annotated = _write_seurat(robj, result, key_added, overwrite=overwrite, reduction=reduction,
                               settings=settings, model_path=model_path)

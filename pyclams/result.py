@@ -28,11 +28,12 @@ MATRIX_FIELDS = ("probabilities", "embedding")
 #: what each field holds (the README and the R documentation say the same)
 FIELD_DOCS = {
     "label": "categorical type; 'unknown' for cells flagged OOD",
-    "label_raw": "type before the unknown call: the consensus of the cell's query neighbourhood "
-                 "(argmax of p(y|x) averaged over it), or the cell's own argmax with "
-                 "n_neighbors=0",
-    "confidence": "share of the cell's neighbourhood called the same type (n_neighbors=0: "
-                  "temperature-scaled max p(y|x))",
+    "label_raw": "type before the unknown call: the cell's own argmax of p(y|x), or the "
+                 "consensus of its query neighbourhood (argmax of p(y|x) averaged over it) "
+                 "where label_mode allows (see uns[key]['label_mode_used'])",
+    "confidence": "temperature-scaled max p(y|x) of a cell labelled alone; for a cell "
+                  "labelled by its neighbourhood, the share of the neighbourhood called the "
+                  "same type",
     "log_px": "the cell's own log p(x) up to a constant (higher = more typical)",
     "ood_pvalue": "p-value of the OOD test (default: log p(x) averaged over the cell's "
                   "neighbourhood, aligned per predicted type to the query's bulk, against "

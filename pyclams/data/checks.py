@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from .._logging import logger
 from ..errors import PyClamsInputError
+from .blocks import in_memory, row_blocks
 from .scale import clear_base, integer_errors
 
 InputKind = Literal["counts", "log"]
@@ -39,11 +40,12 @@ def check_anndata(adata, *, what: str = "adata") -> ad.AnnData:
     return adata
 
 
-def get_matrix(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix | np.ndarray:
+def get_matrix(adata: ad.AnnData, layer: str | None, *, load: bool = True):
     """Return ``adata.X`` or ``adata.layers[layer]``, with a clear error if absent.
 
-    A backed AnnData's matrix is read into memory (sparse stays sparse); float16 values are
-    read as float32. Otherwise no copy is made.
+    A backed AnnData's matrix is read into memory (sparse stays sparse) unless ``load=False``,
+    which returns the on-disk matrix as it is (read it with :func:`~.blocks.row_blocks`).
+    float16 values are read as float32. Otherwise no copy is made.
     """
     check_anndata(adata)
     if layer is None:
@@ -55,7 +57,9 @@ def get_matrix(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix | np.ndarr
             f"layer {layer!r} not found; adata.layers has {sorted(adata.layers.keys()) or 'none'}")
     else:
         x = adata.layers[layer]
-    if not (sp.issparse(x) or isinstance(x, np.ndarray)):
+    if not in_memory(x):
+        if not load:
+            return x
         # backed mode: an on-disk sparse dataset (to_memory) or an h5py dataset
         x = x.to_memory() if hasattr(x, "to_memory") else np.asarray(x[()])
     if x.dtype == np.float16:
@@ -64,11 +68,22 @@ def get_matrix(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix | np.ndarr
 
 
 def _sample_values(x, max_values: int = 200_000) -> np.ndarray:
-    """Up to ``max_values`` stored values of a (sparse or dense) matrix, read in row blocks."""
+    """Up to ``max_values`` stored values of a (sparse or dense, in-memory or on-disk) matrix,
+    read in row blocks from the first rows."""
     if sp.issparse(x):
         data = x.data if hasattr(x, "data") else sp.csr_matrix(x).data
         return np.asarray(data[:max_values])
     out, n = [], 0
+    if not in_memory(x):  # on disk: the values a loaded copy would give, read block by block
+        for _, _, block in row_blocks(x):
+            if sp.issparse(block):
+                out.append(block.data[:max_values - n])
+            else:
+                out.append(block.ravel())
+            n += out[-1].size
+            if n >= max_values:
+                break
+        return np.concatenate(out) if out else np.zeros(0)
     step = max(1, 4096 * 1000 // max(1, x.shape[1]))
     for start in range(0, x.shape[0], step):
         block = np.asarray(x[start:start + step]).ravel()
@@ -95,6 +110,18 @@ def check_matrix_values(x, *, what: str = "adata.X") -> None:
                 f"{what} has negative values (min {vals.min():.3g}): it looks scaled or centred "
                 "(e.g. by sc.pp.scale); pass the raw counts (layer='counts' or "
                 "adata.raw.to_adata()) or the log-normalised values from before scaling")
+
+
+def check_leading_values(x, *, what: str = "adata.X", max_values: int = 200_000) -> None:
+    """:func:`check_matrix_values` over the leading row blocks of an on-disk matrix that hold
+    the values :func:`detect_input_kind` samples (the other rows are checked as they are
+    read)."""
+    n = 0
+    for _, _, block in row_blocks(x):
+        check_matrix_values(block, what=what)
+        n += block.nnz if sp.issparse(block) else block.size
+        if n >= max_values:
+            break
 
 
 def is_raw_counts(x) -> bool:
@@ -159,7 +186,11 @@ def check_names(adata: ad.AnnData) -> None:
 def check_no_empty_cells(x, *, what: str = "adata.X") -> None:
     """Error when some cells have no expression at all."""
     totals = np.asarray(x.sum(axis=1)).ravel()
-    n_empty = int(np.sum(totals <= 0))
+    raise_empty_cells(int(np.sum(totals <= 0)), what=what)
+
+
+def raise_empty_cells(n_empty: int, *, what: str = "adata.X") -> None:
+    """The error of :func:`check_no_empty_cells` for ``n_empty`` cells (none: no error)."""
     if n_empty:
         raise PyClamsInputError(
             f"{n_empty} cells in {what} have no expression (all zeros); remove them, e.g. "

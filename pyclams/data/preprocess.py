@@ -22,13 +22,16 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from .._logging import logger
+from .blocks import in_memory, row_blocks
 from .checks import (
     InputKind,
+    check_leading_values,
     check_matrix_values,
     check_names,
     check_no_empty_cells,
     detect_input_kind,
     get_matrix,
+    raise_empty_cells,
 )
 from .genes import align_genes
 from .scale import base_name, detect_log_base, parse_log_base, unlog
@@ -72,6 +75,25 @@ def log_normalise(x, *, kind: InputKind, size_mask: np.ndarray | None = None,
     out = out.tocsr()
     np.log1p(out.data, out=out.data)
     return out
+
+
+def pick_in_blocks(x, select: sp.csr_matrix, *, what: str, **normalise) -> sp.csr_matrix:
+    """``log_normalise(x, **normalise) @ select`` computed a block of rows at a time, for a
+    matrix on disk (a backed AnnData's): only the picked genes of all cells are held at once.
+
+    Each block's values are checked on the way (:func:`~.checks.check_matrix_values`) and empty
+    cells are counted over all blocks; the same errors as for a matrix in memory.
+    """
+    parts, n_empty = [], 0
+    for _, _, block in row_blocks(x):
+        check_matrix_values(block, what=what)
+        n_empty += int(np.sum(np.asarray(block.sum(axis=1)).ravel() <= 0))
+        if not n_empty:  # once a cell is empty the call fails: skip the work
+            parts.append((log_normalise(block, **normalise) @ select).tocsr())
+    raise_empty_cells(n_empty, what=what)
+    if not parts:
+        return sp.csr_matrix((0, select.shape[1]), dtype=np.float32)
+    return sp.vstack(parts, format="csr")
 
 
 def _normalise_log1p(v: sp.csr_matrix, size_mask: np.ndarray | None,
@@ -233,10 +255,13 @@ class Preprocessor:
         and the log base) is left in :attr:`last_input`.
         """
         check_names(adata)
-        x = get_matrix(adata, layer)
+        x = get_matrix(adata, layer, load=False)  # a backed matrix stays on disk
         where = f"{what} " + (f"layers[{layer!r}]" if layer else "X")
-        check_matrix_values(x, what=where)
-        check_no_empty_cells(x, what=where)
+        if in_memory(x):
+            check_matrix_values(x, what=where)
+            check_no_empty_cells(x, what=where)
+        else:  # the leading rows the input kind is detected from (all rows are checked below)
+            check_leading_values(x, what=where)
         pos, overlap = align_genes(adata.var_names, self.genes, min_overlap=min_gene_overlap,
                                    what=what)
         desc = describe_input(x, is_log=is_log, log_base=log_base, what=where)
@@ -250,9 +275,13 @@ class Preprocessor:
             if size_mask.all():
                 size_mask = None
         # normalise on the query's own genes, then pick and order the model genes
-        logx = log_normalise(x, kind=kind, size_mask=size_mask, target_sum=self.target_sum,
-                             log_base=desc["log_base"] if self.harmonise else None)
-        picked = (logx @ selection_matrix(pos, adata.n_vars)).tocsr()
+        normalise = {"kind": kind, "size_mask": size_mask, "target_sum": self.target_sum,
+                     "log_base": desc["log_base"] if self.harmonise else None}
+        select = selection_matrix(pos, adata.n_vars)
+        if in_memory(x):
+            picked = (log_normalise(x, **normalise) @ select).tocsr()
+        else:
+            picked = pick_in_blocks(x, select, what=where, **normalise)
         return picked, pos < 0, overlap
 
     def reference_input(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from .._logging import logger
 from ..errors import PyClamsInputError
+from .blocks import max_value, read_rows
 
 #: candidate bases, in the order they are tried (and named in messages)
 BASES: dict[str, float] = {"e": math.e, "2": 2.0, "10": 10.0}
@@ -63,7 +64,7 @@ def sample_rows(x, n_cells: int = N_SAMPLE_CELLS) -> sp.csr_matrix:
     """Up to ``n_cells`` evenly spaced rows of ``x`` (sparse or dense) as a float64 CSR matrix."""
     n = x.shape[0]
     rows = np.unique(np.linspace(0, n - 1, min(n, n_cells)).astype(np.int64)) if n else []
-    block = x[rows]
+    block = read_rows(x, rows) if len(rows) else x[:0]
     block = sp.csr_matrix(block) if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
     return block.astype(np.float64)
 
@@ -130,7 +131,7 @@ def detect_log_base(x, *, log_base: str | float | None = None,
                  {k: round(v, 3) for k, v in errors.items()})
     if name is not None:
         return BASES[name], "detected"
-    vmax = float(x.max()) if x.shape[0] and x.shape[1] else 0.0
+    vmax = max_value(x)
     name = "2" if vmax > BASE2_MIN_MAX_VALUE else "e"
     logger.warning("the log base of %s could not be detected (its values do not derive from "
                    "counts, e.g. TPM); guessed base %s from its largest value %.3g: pass "

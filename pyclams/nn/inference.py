@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._threads import enforce_threads
 from ..data.loader import FeatureMatrix
 
 
@@ -12,6 +13,7 @@ from ..data.loader import FeatureMatrix
 def logits_and_embedding(net: nn.Module, features: FeatureMatrix, *, batch_size: int,
                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and penultimate-layer embedding of every cell of ``features`` (CPU tensors)."""
+    enforce_threads()
     net.eval()
     logits, emb = [], []
     for _, x in features.batches(batch_size, device=device):

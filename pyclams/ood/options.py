@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import PyClamsInputError
+from .labels import LABEL_MODES
 from .neighbours import MAX_NEIGHBORS
 
 OOD_METHODS = ("conformal", "max_prob")
@@ -27,7 +28,7 @@ def _number(value: Any, name: str) -> float:
 
 @dataclass(frozen=True)
 class OODOptions:
-    """How cells are flagged as a type the reference lacks.
+    """How each cell's type is called and how cells are flagged as a type the reference lacks.
 
     Parameters
     ----------
@@ -50,11 +51,15 @@ class OODOptions:
         Threshold of ``method="max_prob"``, in [0, 1].
     n_neighbors
         How many nearest query cells (in principal components of the query's own features)
-        each cell's type, confidence and OOD score are averaged over, 0 to
-        :data:`~pyclams.ood.neighbours.MAX_NEIGHBORS`. With ``n_neighbors > 0`` the label is
-        the neighbourhood's consensus (argmax of the averaged p(y|x)) and the confidence the
-        share of the neighbourhood called the same; 0: the cell's own argmax and
-        temperature-scaled max p(y|x).
+        each cell's OOD score is averaged over, and its type taken from (see ``label_mode``),
+        0 to :data:`~pyclams.ood.neighbours.MAX_NEIGHBORS`; 0: every cell alone.
+    label_mode
+        Where a cell's type and confidence come from (:mod:`pyclams.ood.labels`):
+        ``"auto"`` (default): the neighbourhood's consensus for types whose confidently called
+        cells have neighbours called alike in this query, the cell's own type otherwise;
+        ``"neighbourhood"``: always the consensus (argmax of p(y|x) averaged over the cell and
+        its ``n_neighbors`` neighbours; confidence: the share of the neighbourhood called the
+        same); ``"cell"``: the cell's own argmax and temperature-scaled max p(y|x).
     """
 
     method: str = "conformal"
@@ -62,6 +67,7 @@ class OODOptions:
     calibration: str = "query"
     min_confidence: float = 0.5
     n_neighbors: int = 10
+    label_mode: str = "auto"
 
     def __post_init__(self):
         if self.method not in OOD_METHODS:
@@ -82,6 +88,9 @@ class OODOptions:
                 or not 0 <= self.n_neighbors <= MAX_NEIGHBORS):
             raise PyClamsInputError(f"n_neighbors must be a whole number from 0 to "
                                     f"{MAX_NEIGHBORS}, not {self.n_neighbors!r}")
+        if self.label_mode not in LABEL_MODES:
+            raise PyClamsInputError(f"label_mode must be one of {LABEL_MODES}, not "
+                                    f"{self.label_mode!r}")
         object.__setattr__(self, "n_neighbors", int(self.n_neighbors))
         object.__setattr__(self, "fdr", fdr)
         object.__setattr__(self, "min_confidence", conf)
@@ -89,8 +98,8 @@ class OODOptions:
     @classmethod
     def from_kwargs(cls, ood: OODOptions | dict | None = None, *, ood_method: str | None = None,
                     ood_fdr: float | None = None, calibration: str | None = None,
-                    min_confidence: float | None = None, n_neighbors: int | None = None
-                    ) -> OODOptions:
+                    min_confidence: float | None = None, n_neighbors: int | None = None,
+                    label_mode: str | None = None) -> OODOptions:
         """Options from an :class:`OODOptions` or dict (``ood=``) and the flat keyword
         arguments of ``annotate`` (which take precedence)."""
         if ood is None:
@@ -106,10 +115,12 @@ class OODOptions:
         else:
             raise PyClamsInputError(f"ood must be an OODOptions or a dict, not {type(ood)}")
         flat = {"method": ood_method, "fdr": ood_fdr, "calibration": calibration,
-                "min_confidence": min_confidence, "n_neighbors": n_neighbors}
+                "min_confidence": min_confidence, "n_neighbors": n_neighbors,
+                "label_mode": label_mode}
         return cls(**{**base, **{k: v for k, v in flat.items() if v is not None}})
 
     def to_dict(self) -> dict[str, Any]:
         """The settings under the names ``annotate`` records in ``uns[key]["params"]``."""
         return {"ood_method": self.method, "ood_fdr": self.fdr, "calibration": self.calibration,
-                "min_confidence": self.min_confidence, "n_neighbors": self.n_neighbors}
+                "min_confidence": self.min_confidence, "n_neighbors": self.n_neighbors,
+                "label_mode": self.label_mode}

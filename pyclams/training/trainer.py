@@ -21,6 +21,7 @@ from torch import nn
 from .._config import check_whole
 from .._logging import logger
 from .._progress import progress
+from .._threads import enforce_threads
 from ..data.loader import FeatureMatrix, send
 from ..ebm.buffer import ReplayBuffer, slot_classes
 from ..ebm.losses import GenerativeLossConfig, energy_penalty, generative_loss, regularise, tilt
@@ -269,6 +270,7 @@ class Trainer:
         # denormal floats (tiny gradients once the cross-entropy nears 0) slow CPU
         # arithmetic down by 10-30x; flush them to zero while training
         torch.set_flush_denormal(True)
+        enforce_threads()  # the reference's gene selection (numba) may have changed them
         matmul = torch.get_float32_matmul_precision()
         if self.precision == "tf32" and self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matrix products

@@ -59,15 +59,27 @@ def _one_line(code: int, err: str, *needles: str) -> None:
 
 
 # ------------------------------------------------------------------ 1. data loss
-def test_failed_in_place_annotate_keeps_the_input(saved, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("stage", ["copy", "fields"])
+def test_failed_in_place_annotate_keeps_the_input(saved, tmp_path, capsys, monkeypatch, stage):
+    # the output is a copy of the query with the new fields written into it: the disk may
+    # fill while copying or while writing the fields
+    import pyclams.h5ad_annotate as h5
+
     q = tmp_path / "q.h5ad"
     q.write_bytes((saved / "q.h5ad").read_bytes())
     before = _sha(q)
 
-    def full_disk(self, filename, **kwargs):
-        Path(filename).write_bytes(b"partial")
+    def full_disk_copy(src, key, out, name):
+        out.create_dataset("partial", data=[1, 2, 3])
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(ad.AnnData, "write_h5ad", full_disk)
+
+    def full_disk_field(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    if stage == "copy":
+        monkeypatch.setattr(h5.h5py.Group, "copy", lambda self, src, out, name: full_disk_copy(
+            self, src, out, name))
+    else:
+        monkeypatch.setattr(h5, "write_elem", full_disk_field)
     code, err = _cli(capsys, "annotate", q, "--model", saved / "model", "-o", q, "--quiet")
     _one_line(code, err, "No space left on device", str(q))
     assert _sha(q) == before and _leftovers(tmp_path) == []

@@ -2,7 +2,7 @@
 
 From the bottom: shared helpers; data in; networks; the energy-based parts; calibration and
 OOD calls, and the training loop; the result schema; model files; the user class; the
-entry points (CLI, R bridge, demo, plots, the top-level API).
+entry points (CLI, R bridge, demo, plots, file-to-file annotation, the top-level API).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[2] / "pyclams"
 
 LAYERS = [
     {"errors", "_logging", "_version", "_settings", "_progress", "_config", "_files",
-     "metrics"},
+     "_threads", "metrics"},
     {"data"},
     {"nn"},
     {"ebm"},
@@ -24,7 +24,7 @@ LAYERS = [
     {"result"},
     {"io"},
     {"model"},
-    {"demo", "pl", "cli", "r_bridge", "__init__", "__main__"},
+    {"demo", "pl", "cli", "r_bridge", "h5ad_annotate", "__init__", "__main__"},
 ]
 
 

@@ -156,15 +156,16 @@ def test_default_annotation_is_query_aware_and_recorded(trained_model, query, tm
     q = query.copy()
     trained_model.annotate(q)
     info = q.uns["clams"]
-    assert info["calibration_used"] == "query" and info["label_neighbors"] == 10
+    assert info["calibration_used"] == "query" and info["label_mode_used"] == "auto"
     assert info["score_neighbors"] == 10 and 0 <= info["query_shift"] <= 1
     assert set(info["class_maps"]) <= set(trained_model.classes)
     novel = (q.obs["cell_type"] == "type3").to_numpy()
     flagged = q.obs["clams_is_ood"].to_numpy()
     assert flagged[novel].mean() > 0.5 and flagged[~novel].mean() < 0.1
-    # the confidence is the share of the neighbourhood that agrees: multiples of 1/11
-    conf = q.obs["clams_confidence"].to_numpy()
-    np.testing.assert_allclose(conf * 11, np.round(conf * 11), atol=1e-4)
+    assert set(info["graph_purity"]) <= set(trained_model.classes)
+    # cells labelled by their neighbourhood: the confidence is the share that agrees (k/11)
+    whole = trained_model.predict(query, label_mode="neighbourhood")["confidence"].to_numpy()
+    np.testing.assert_allclose(whole * 11, np.round(whole * 11), atol=1e-4)
     q.write_h5ad(tmp_path / "q.h5ad")  # everything recorded can be written
     per_cell = trained_model.predict(query, n_neighbors=0)
     probs = per_cell[[f"p_{c}" for c in trained_model.classes]].to_numpy()

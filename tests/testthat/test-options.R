@@ -68,12 +68,15 @@ test_that("the OOD settings are one checked object, sent to Python as OODOptions
   o <- pyclams:::.ood_options()
   expect_s3_class(o, "clams_ood_options")
   expect_identical(unclass(o), list(method = "conformal", fdr = 0.05, calibration = "query",
-                                    min_confidence = 0.5, n_neighbors = 10L))
+                                    min_confidence = 0.5, n_neighbors = 10L,
+                                    label_mode = "auto"))
   s <- pyclams:::.run_settings("data", 0.2, "cpu", 1, FALSE, "RNA", ood.method = "max_prob",
-                               min.confidence = 0.9, min.gene.overlap = 0.3, n.neighbors = 0)
+                               min.confidence = 0.9, min.gene.overlap = 0.3, n.neighbors = 0,
+                               label.mode = "cell")
   expect_s3_class(s, "clams_run_settings")
   expect_identical(unclass(s$ood), list(method = "max_prob", fdr = 0.2, calibration = "query",
-                                        min_confidence = 0.9, n_neighbors = 0L))
+                                        min_confidence = 0.9, n_neighbors = 0L,
+                                        label_mode = "cell"))
   expect_identical(s[c("layer", "assay", "min.gene.overlap", "device", "seed")],
                    list(layer = "data", assay = "RNA", min.gene.overlap = 0.3, device = "cpu",
                         seed = 1))
@@ -84,6 +87,7 @@ test_that("the OOD settings are one checked object, sent to Python as OODOptions
   expect_error(run(ood.method = "energy"), "ood.method")
   expect_error(run(calibration = "global"), "calibration")
   expect_error(run(n.neighbors = 2.5), "n.neighbors")
+  expect_error(run(label.mode = "cluster"), "label.mode")
   expect_error(run(min.confidence = 2), "min.confidence")
   expect_error(run(min.gene.overlap = -1), "min.gene.overlap")
   expect_error(run(bogus = 1), "bogus")

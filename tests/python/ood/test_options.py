@@ -5,13 +5,14 @@ from pyclams.errors import PyClamsInputError
 
 
 def test_defaults_and_flat_arguments_take_precedence():
-    assert OODOptions() == OODOptions("conformal", 0.05, "query", 0.5, 10)
+    assert OODOptions() == OODOptions("conformal", 0.05, "query", 0.5, 10, "auto")
     opts = OODOptions.from_kwargs({"fdr": 0.2, "calibration": "pooled"}, ood_fdr=0.1)
     assert (opts.fdr, opts.calibration, opts.method) == (0.1, "pooled", "conformal")
     assert OODOptions.from_kwargs(OODOptions(fdr=0.3)).fdr == 0.3
     assert opts.to_dict() == {"ood_method": "conformal", "ood_fdr": 0.1,
                               "calibration": "pooled", "min_confidence": 0.5,
-                              "n_neighbors": 10}
+                              "n_neighbors": 10, "label_mode": "auto"}
+    assert OODOptions.from_kwargs(label_mode="cell").label_mode == "cell"
     assert OODOptions.from_kwargs(n_neighbors=0).n_neighbors == 0
     assert OODOptions(n_neighbors=7.0).n_neighbors == 7  # R sends doubles
 
@@ -26,6 +27,7 @@ def test_defaults_and_flat_arguments_take_precedence():
     ({"n_neighbors": -1}, "n_neighbors must be a whole number"),
     ({"ood_method": "energy"}, "ood_method must be one of"),
     ({"calibration": "global"}, "calibration must be one of"),
+    ({"label_mode": "cluster"}, "label_mode must be one of"),
     ({"min_confidence": 2}, "min_confidence must be in"),
     ({"min_confidence": float("nan")}, "min_confidence must be in"),
 ])
