@@ -17,7 +17,7 @@ PKG = Path(__file__).resolve().parents[2] / "pyclams"
 LAYERS = [
     {"errors", "_logging", "_version", "_settings", "_progress", "_config", "_files",
      "_threads", "metrics"},
-    {"data"},
+    {"data", "simulate"},
     {"nn"},
     {"ebm"},
     {"ood", "training"},
