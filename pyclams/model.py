@@ -284,11 +284,14 @@ class CLAMS:
             neighbours = nearest_neighbours(feature_pcs(features), opts.n_neighbors)
         raw, conf, label_info = cell_labels(probs, neighbours, opts.label_mode)
         pvals, is_ood, calls = self.calibrator.flag(log_px, raw, conf, opts, neighbours)
-        if "class_maps" in calls:  # keyed by class name (uns keys are strings)
-            calls["class_maps"] = {self.classes[c]: m for c, m in calls["class_maps"].items()}
+        # per-type records as lists in the order of ``classes``: type names may hold "/",
+        # which h5ad would read back as nested keys
+        if "class_maps" in calls:
+            calls["class_maps"] = _per_class_lists(calls["class_maps"], len(self.classes))
         if "graph_purity" in label_info:
-            label_info["graph_purity"] = {self.classes[c]: v
-                                          for c, v in label_info["graph_purity"].items()}
+            purity = label_info["graph_purity"]
+            label_info["graph_purity"] = [float(purity.get(c, np.nan))
+                                          for c in range(len(self.classes))]
         if calls.get("suspect_classes"):
             calls["suspect_classes"] = [self.classes[c] for c in calls["suspect_classes"]]
             logger.warning(
@@ -405,6 +408,18 @@ class CLAMS:
             return f"CLAMS(preset={self.preset!r}, untrained)"
         return (f"CLAMS(preset={self.preset!r}, {len(self.classes)} classes, "
                 f"{self.net.config['n_input']} features, model_id={self.model_id})")
+
+
+#: what a per-type record holds for a type no query cell was predicted as
+_NO_MAP = {"shift": np.nan, "scale": np.nan, "n_query": 0, "n_reference": 0, "source": "",
+           "displacement": np.nan, "suspect": False}
+
+
+def _per_class_lists(maps: dict[int, dict[str, Any]], n_classes: int) -> dict[str, list]:
+    """``{class index: {field: value}}`` as ``{field: [value of class 0, 1, ...]}``."""
+    fields = next(iter(maps.values())).keys() if maps else _NO_MAP.keys()
+    return {f: [maps.get(c, _NO_MAP).get(f, _NO_MAP.get(f)) for c in range(n_classes)]
+            for f in fields}
 
 
 def _input_record(desc: dict[str, Any] | None) -> dict[str, Any]:

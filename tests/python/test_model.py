@@ -1,5 +1,6 @@
 import logging
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -158,15 +159,20 @@ def test_default_annotation_is_query_aware_and_recorded(trained_model, query, tm
     info = q.uns["clams"]
     assert info["calibration_used"] == "query" and info["label_mode_used"] == "auto"
     assert info["score_neighbors"] == 10 and 0 <= info["query_shift"] <= 1
-    assert set(info["class_maps"]) <= set(trained_model.classes)
+    n_types = len(trained_model.classes)
+    assert all(len(v) == n_types for v in info["class_maps"].values())
+    assert {"shift", "scale", "n_query", "suspect"} <= set(info["class_maps"])
     novel = (q.obs["cell_type"] == "type3").to_numpy()
     flagged = q.obs["clams_is_ood"].to_numpy()
     assert flagged[novel].mean() > 0.5 and flagged[~novel].mean() < 0.1
-    assert set(info["graph_purity"]) <= set(trained_model.classes)
+    assert len(info["graph_purity"]) == n_types
     # cells labelled by their neighbourhood: the confidence is the share that agrees (k/11)
     whole = trained_model.predict(query, label_mode="neighbourhood")["confidence"].to_numpy()
     np.testing.assert_allclose(whole * 11, np.round(whole * 11), atol=1e-4)
-    q.write_h5ad(tmp_path / "q.h5ad")  # everything recorded can be written
+    q.write_h5ad(tmp_path / "q.h5ad")  # everything recorded can be written, and read back
+    back = ad.read_h5ad(tmp_path / "q.h5ad").uns["clams"]
+    np.testing.assert_allclose(back["graph_purity"], info["graph_purity"])
+    np.testing.assert_allclose(back["class_maps"]["shift"], info["class_maps"]["shift"])
     per_cell = trained_model.predict(query, n_neighbors=0)
     probs = per_cell[[f"p_{c}" for c in trained_model.classes]].to_numpy()
     np.testing.assert_allclose(per_cell["confidence"], probs.max(1), rtol=1e-6)
