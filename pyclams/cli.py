@@ -18,6 +18,7 @@ from ._threads import thread_limit
 from ._version import __version__
 from .ebm.losses import PRESETS
 from .errors import PyClamsInputError
+from .ood.options import CALIBRATIONS, LABEL_MODES, OOD_METHODS, OODOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -237,15 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotated .h5ad to write (.rds for an .rds query: meta.data columns, "
                         "a reduction and misc entry named KEY_ADDED)")
     p.add_argument("--ood-fdr", type=_share(open_ends=True), default=0.05)
-    p.add_argument("--ood-method", choices=["conformal", "max_prob"], default="conformal")
-    p.add_argument("--calibration", choices=["query", "class", "pooled"], default="query",
+    p.add_argument("--ood-method", choices=OOD_METHODS, default=OODOptions.method)
+    p.add_argument("--calibration", choices=CALIBRATIONS, default=OODOptions.calibration,
                    help="how OOD p-values are calibrated: 'query' (default) against the query's "
                         "own bulk per predicted type, robust to another lab or condition; "
                         "'class'/'pooled' against held-out reference cells alone")
     p.add_argument("--n-neighbors", type=_whole(0), default=10,
                    help="query cells each cell's OOD score is averaged over and its type may "
                         "be taken from (0-30; 0: each cell alone)")
-    p.add_argument("--label-mode", choices=["auto", "neighbourhood", "cell"], default="auto",
+    p.add_argument("--label-mode", choices=LABEL_MODES, default=OODOptions.label_mode,
                    help="where types and confidences come from: 'auto' (default) the "
                         "neighbourhood's consensus for types the query's own graph keeps apart, "
                         "the cell's own otherwise; 'neighbourhood' always; 'cell' never")
