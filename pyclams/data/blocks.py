@@ -5,8 +5,9 @@ dataset (:class:`anndata.abc.CSRDataset`) or, for a dense ``X``, an :class:`h5py
 Such a matrix is read here in blocks of rows, sized so that one block holds about
 :data:`BLOCK_VALUES` stored values, and each block comes back in memory as a CSR matrix (sparse
 input) or an ndarray (dense input), float16 read as float32. Nothing here reads the whole
-matrix at once. A Dask array's blocks are computed the same way (``.compute()``); dask is not a
-dependency and that path is not tested here.
+matrix at once. A Dask array (dense, or with sparse chunks as anndata's lazy reader gives them)
+is read the same way, a slice of rows computed at a time (``.compute()``); dask is optional
+(tested in ``tests/python/test_dask.py``).
 """
 
 from __future__ import annotations
