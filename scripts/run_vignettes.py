@@ -140,7 +140,10 @@ def execute(nb: nbformat.NotebookNode, *, cwd: Path, timeout: float) -> str | No
         log.error("%s", _ANSI.sub("", str(err)))  # the cell and its traceback
         return f"{_describe_cell(nb, index, _failing_line(err))} raised {_error_summary(err)}"
     except DeadKernelError as err:
-        return f"the kernel died in {_describe_cell(nb, index)}: {err}"
+        return f"the kernel died in {_describe_cell(nb, index)}: {_short(str(err), 200)}"
+    except Exception as err:  # e.g. the kernel did not start: no python3 kernel spec
+        where = f" in {_describe_cell(nb, index)}" if index >= 0 else " before its first cell"
+        return f"stopped{where}: {type(err).__name__}: {_short(str(err), 200)}"
     return None
 
 
