@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,21 @@ def _notebook(path: Path, *cells: str, metadata: dict | None = None) -> Path:
     return path
 
 
+def _child_env() -> dict[str, str]:
+    """This process's environment less the LD_LIBRARY_PATH that rpy2 exports once R has
+    started here (test_r_bridge runs first): with R's library folders first, a child Python
+    can load another build's libpython (seen: pyenv's 3.11.7 took Debian's 3.11 from
+    /usr/lib/x86_64-linux-gnu, and its regular expressions failed inside nbconvert)."""
+    env = dict(os.environ)
+    r_home = env.get("R_HOME")
+    if r_home and env.get("LD_LIBRARY_PATH", "").startswith(os.path.join(r_home, "lib")):
+        del env["LD_LIBRARY_PATH"]
+    return env
+
+
 def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+                          env=_child_env(), capture_output=True, text=True, timeout=120)
 
 
 def test_good_notebook_is_executed_and_written(tmp_path):
