@@ -171,7 +171,27 @@ def _sce_to_anndata(sce, layer: str) -> ad.AnnData:
         adata.layers[seurat_name.get(name, name)] = m
     adata.obs_names = adata.obs_names.astype(str)
     adata.var_names = adata.var_names.astype(str)
+    _restore_logicals(adata.obs, r_namespace("SummarizedExperiment")["colData"](sce))
     return adata
+
+
+def _restore_logicals(obs: pd.DataFrame, col_data) -> None:
+    """Logical columns of ``col_data`` as booleans in ``obs`` (in place).
+
+    anndata2ri hands R logicals over as int32 0 / 1, with NA as -2147483648; they become
+    ``bool`` columns, or pandas' nullable ``"boolean"`` where R has NA.
+    """
+    base = robjects().baseenv
+    for name in (str(n) for n in base["colnames"](col_data)):
+        if name not in obs.columns:
+            continue
+        column = base["[["](col_data, name)
+        if not bool(base["is.logical"](column)[0]):
+            continue
+        missing = np.asarray(base["is.na"](column), dtype=bool)
+        values = np.asarray(column).astype(np.int64) == 1
+        obs[name] = (pd.array(np.where(missing, None, values), dtype="boolean")
+                     if missing.any() else values)
 
 
 def _obs_to_r(obs: pd.DataFrame):

@@ -22,6 +22,6 @@ for rmd in vignettes/*.Rmd; do
   mv "$work/$name.html" "$out/$name.html"
 done
 if compgen -G "vignettes/*.ipynb" >/dev/null; then
-  .venv/bin/python scripts/run_vignettes.py --output "$out" vignettes/*.ipynb
+  .venv/bin/python scripts/run_vignettes.py --out-dir "$out"
 fi
 ls -l "$out"

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,6 +221,24 @@ def test_rds_round_trip_keeps_counts_names_and_metadata(pbmc_rds, tmp_path):
 
 @needs_seurat
 @pytest.mark.r
+def test_logical_metadata_comes_back_as_booleans():
+    # anndata2ri alone gives R logicals as int32 0 / 1 and NA as -2147483648
+    x = sp.csr_matrix(np.arange(1.0, 13.0).reshape(4, 3))
+    obs = pd.DataFrame({"flag": [True, False, True, False],
+                        "gappy": pd.array([True, None, False, True], dtype="boolean"),
+                        "n": [1, 0, 1, 0]}, index=[f"c{i}" for i in range(4)])
+    so = r_bridge.anndata_to_seurat(ad.AnnData(x, obs=obs, var=pd.DataFrame(index=["a", "b", "c"])))
+    assert list(_r("class", _r("slot", so, "meta.data").rx2("gappy"))) == ["logical"]
+    back = r_bridge.seurat_to_anndata(so).obs
+    assert back["flag"].dtype == bool and back["flag"].tolist() == [True, False, True, False]
+    assert str(back["gappy"].dtype) == "boolean"
+    assert back["gappy"].isna().tolist() == [False, True, False, False]
+    assert back["gappy"].fillna(False).tolist() == [True, False, False, True]
+    assert back["n"].dtype.kind == "i" and back["n"].tolist() == [1, 0, 1, 0]  # stays numbers
+
+
+@needs_seurat
+@pytest.mark.r
 def test_annotate_rds_writes_what_runclams_writes(pbmc_rds, pbmc_model, tmp_path):
     out = tmp_path / "annotated.rds"
     df = r_bridge.annotate_rds(pbmc_rds, out, pbmc_model, ood_fdr=0.3)
@@ -232,6 +251,7 @@ def test_annotate_rds_writes_what_runclams_writes(pbmc_rds, pbmc_model, tmp_path
     assert set(cols) <= set(meta.columns)
     assert list(meta["clams_label"].cat.categories) == ["0", "1", UNKNOWN]
     assert list(meta["clams_label"].astype(str)) == list(df["label"].astype(str))
+    assert meta["clams_is_ood"].dtype == bool
     assert meta["clams_is_ood"].tolist() == df["is_ood"].tolist()
     np.testing.assert_allclose(meta["clams_log_px"], df["log_px"], atol=1e-6)
     assert list(_r("names", _r("slot", o, "reductions"))) == ["pca", "tsne", "clams"]
