@@ -68,15 +68,12 @@ def _check_input(path: str) -> Path:
 
 def _read_h5ad(path: str, *, assay: str | None = None, layer: str = "counts"):
     """Read an .h5ad file, or a Seurat object saved as .rds (needs pyclams[r] and R)."""
-    import anndata as ad
+    from ._h5ad_read import read_h5ad
     p = _check_input(path)
     if p.suffix.lower() == ".rds":
         from . import r_bridge
         return r_bridge.seurat_to_anndata(r_bridge.read_rds(p), assay=assay, layer=layer)
-    try:
-        return ad.read_h5ad(p)
-    except (OSError, KeyError, ValueError) as err:
-        raise PyClamsInputError(f"{path} cannot be read as h5ad: {err}") from None
+    return read_h5ad(p)
 
 
 def _check_output_file(path: str, suffix: str) -> None:

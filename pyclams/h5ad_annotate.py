@@ -21,8 +21,8 @@ import h5py
 import numpy as np
 
 from ._files import atomic_path, check_room
+from ._h5ad_read import read_h5ad
 from ._logging import logger
-from .errors import PyClamsInputError
 from .result import MATRIX_FIELDS, check_key_added
 
 try:  # anndata >= 0.11
@@ -32,18 +32,6 @@ except ImportError:  # pragma: no cover - older anndata
 
 #: compression of the fields written into the output
 COMPRESSION: dict[str, Any] = {"compression": "gzip"}
-
-
-def read_backed(path: str | os.PathLike) -> ad.AnnData:
-    """``path`` opened read-only with ``X`` left on disk; a one-line error when it is not a
-    readable .h5ad file."""
-    p = Path(path)
-    if not p.is_file():
-        raise PyClamsInputError(f"{path}: no such file")
-    try:
-        return ad.read_h5ad(p, backed="r")
-    except (OSError, KeyError, ValueError) as err:
-        raise PyClamsInputError(f"{path} cannot be read as h5ad: {err}") from None
 
 
 def _replace(group: h5py.Group, key: str, value: Any) -> None:
@@ -159,7 +147,7 @@ def annotate_h5ad(query: str | os.PathLike, output: str | os.PathLike, model, *,
     if isinstance(model, str | os.PathLike):
         from .model import CLAMS
         model = CLAMS.load(model)
-    adata = read_backed(query)
+    adata = read_h5ad(query, backed=True)
     try:
         model.annotate(adata, key_added=key_added, overwrite=overwrite, **kwargs)
         write_fields(query, output, adata, key_added=key_added)

@@ -28,8 +28,15 @@ class Standardiser:
         self.missing = missing if missing is not None and np.any(missing) else None
         self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float32) - self.mean) / self.sd
+    def __call__(self, x: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+        """Standardised ``x``; with ``overwrite`` a float32 ``x`` may be standardised in place
+        (the same float32 values, without two temporary copies of the block)."""
+        if (overwrite and isinstance(x, np.ndarray) and x.dtype == np.float32
+                and np.result_type(x, self.mean, self.sd) == np.float32):
+            z = np.subtract(x, self.mean, out=x)
+            np.divide(z, self.sd, out=z)
+        else:
+            z = (np.asarray(x, dtype=np.float32) - self.mean) / self.sd
         if self.missing is not None:
             z[:, self.missing] = 0.0
         return np.clip(z, -self.clip, self.clip, out=z)
@@ -87,6 +94,9 @@ class FeatureMatrix:
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Standardised features of rows ``idx`` as a dense float32 array."""
         block = self.source[idx]
+        if sp.issparse(block) and isinstance(self.transform, Standardiser):
+            # a fresh dense block: standardised in place
+            return self.transform(block.toarray(), overwrite=True)
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
         return self.transform(block)
 

@@ -42,10 +42,14 @@ def graph_purity(own: np.ndarray, own_conf: np.ndarray, neighbours: np.ndarray,
     if others.shape[1] == 0:
         return purity
     confident = own_conf >= CONFIDENT
-    for c in range(n_classes):
-        rows = confident & (own == c)
-        if rows.sum() >= MIN_CONFIDENT_CELLS:
-            purity[c] = float((own[others[rows]] == c).mean())
+    types = own[confident]
+    # per confident cell, how many of its neighbours the network calls its own type; summed
+    # per type in one pass (integer counts held exactly in float64)
+    same = (own[others[confident]] == types[:, None]).sum(1)
+    n_cells = np.bincount(types, minlength=n_classes)[:n_classes]
+    n_same = np.bincount(types, weights=same, minlength=n_classes)[:n_classes]
+    judged = n_cells >= MIN_CONFIDENT_CELLS
+    purity[judged] = n_same[judged] / (n_cells[judged] * others.shape[1])
     return purity
 
 

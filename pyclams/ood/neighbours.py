@@ -12,7 +12,8 @@ features (the network's input; for a Harmony model its corrected PCs), computed 
 alone, as scanpy's ``pp.pca`` + ``pp.neighbors`` would. It is not built on the network's
 embedding: that is trained to separate the reference's types only, and can fold a novel type
 onto a known one. Neighbours are exact (scikit-learn) up to :data:`EXACT_MAX_CELLS` cells and
-approximate (pynndescent, as scanpy) above; both come with scanpy.
+approximate above (:mod:`.inverted_lists`: k-means lists, each cell compared exactly with the
+cells of its nearest lists; plain torch, nothing to compile).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 
 from ..data.loader import FeatureMatrix
+from .inverted_lists import inverted_list_neighbours
 
-#: above this many cells the neighbours are found approximately (pynndescent)
+#: above this many cells the neighbours are found approximately (:mod:`.inverted_lists`)
 EXACT_MAX_CELLS = 50_000
 #: principal components the distances are measured on
 N_PCS = 30
@@ -78,10 +80,7 @@ def nearest_neighbours(points: np.ndarray, n_neighbors: int, *, seed: int = 0) -
         idx = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(points,
                                                                      return_distance=False)
     else:
-        from pynndescent import NNDescent
-
-        idx = NNDescent(points, n_neighbors=k, random_state=seed,
-                        low_memory=True).neighbor_graph[0]
+        idx = inverted_list_neighbours(points, k, seed=seed)
     return _self_first(np.asarray(idx, dtype=np.int64))
 
 

@@ -15,7 +15,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[2] / "pyclams"
 
 LAYERS = [
-    {"errors", "_logging", "_version", "_settings", "_progress", "_config", "_files",
+    {"errors", "_logging", "_version", "_settings", "_progress", "_config", "_files", "_h5ad_read",
      "_threads", "metrics"},
     {"data", "simulate"},
     {"nn"},

@@ -63,3 +63,26 @@ def test_standardiser_clips_duplicates_and_empty_rows():
     out = fm.to_device(np.array([0, 1, 2, 1]), "cpu").numpy()
     np.testing.assert_array_equal(out, fm.rows(np.array([0, 1, 2, 1])))
     assert out.max() == 3.0 and out.min() == -3.0
+
+
+def test_standardising_in_place_gives_the_same_values_and_leaves_other_inputs_alone():
+    rng = np.random.default_rng(4)
+    x = rng.normal(2.0, 3.0, size=(50, 6)).astype(np.float32)
+    mean, sd = x.mean(0), x.std(0) + 0.1
+    missing = np.array([False, True, False, False, False, False])
+    st = Standardiser(mean, sd, clip=1.5, missing=missing)
+    want = st(x.copy())
+    block = x.copy()
+    got = st(block, overwrite=True)
+    assert got is block  # standardised in place
+    np.testing.assert_array_equal(got, want)
+    # float64 statistics: numpy's promotion as before, and the input is not touched
+    st64 = Standardiser(mean.astype(np.float64), sd.astype(np.float64), clip=1.5)
+    kept = x.copy()
+    np.testing.assert_array_equal(st64(kept, overwrite=True), st64(x.copy()))
+    np.testing.assert_array_equal(kept, x)
+    # rows() of a sparse source densify a fresh block and standardise it in place
+    fm = FeatureMatrix(sp.csr_matrix(x), st)
+    np.testing.assert_array_equal(fm.rows(np.arange(50)), want)
+    np.testing.assert_array_equal(fm.rows(np.arange(50)), fm.to_device(np.arange(50),
+                                                                        "cpu").numpy())

@@ -55,3 +55,32 @@ def test_graph_purity_needs_enough_confident_cells():
     probs[20:] = [0.4, 0.6]  # type 1 never called confidently
     purity = lb.graph_purity(probs.argmax(1), probs.max(1), idx, 2)
     assert purity[0] == 1.0 and np.isnan(purity[1])
+
+
+def _purity_per_type(own, own_conf, neighbours, n_classes):
+    """graph_purity written out type by type, as its definition reads."""
+    out = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        rows = (own_conf >= lb.CONFIDENT) & (own == c)
+        if rows.sum() >= lb.MIN_CONFIDENT_CELLS:
+            out[c] = (own[neighbours[rows, 1:]] == c).mean()
+    return out
+
+
+def test_graph_purity_equals_the_per_type_computation():
+    rng = np.random.default_rng(0)
+    n, k, n_classes = 3000, 10, 7
+    own = rng.integers(0, n_classes, n)
+    own[own == 6] = 5  # a type nobody is called
+    conf = rng.uniform(0.5, 1.0, n)
+    conf[(own == 4) & (np.arange(n) > 60)] = 0.5  # a type with too few confident cells
+    neighbours = np.c_[np.arange(n), rng.integers(0, n, (n, k))]
+    # neighbours that agree more often than chance, so that purities differ by type
+    agree = rng.random((n, k)) < 0.5
+    same_type = np.array([rng.choice(np.flatnonzero(own == t)) for t in own])
+    neighbours[:, 1:][agree] = np.repeat(same_type[:, None], k, 1)[agree]
+    got = lb.graph_purity(own, conf, neighbours, n_classes)
+    want = _purity_per_type(own, conf, neighbours, n_classes)
+    np.testing.assert_array_equal(got, want)  # the same numbers, NaN where NaN
+    assert np.isnan(got[6]) and np.isnan(got[4]) and np.isfinite(got[:4]).all()
+    assert len(np.unique(got[:4])) == 4
