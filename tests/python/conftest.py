@@ -75,6 +75,28 @@ def trained_model():
                      verbose=False, device="cpu")
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of a few rows (pyclams.data.blocks), so that a query is read in many blocks."""
+    import pyclams.data.blocks as blocks
+    monkeypatch.setattr(blocks, "BLOCK_VALUES", 700)
+
+
+@pytest.fixture
+def block_rows(monkeypatch) -> list[int]:
+    """The row counts of the blocks pyclams.data.blocks brings into memory, in order."""
+    import pyclams.data.blocks as blocks
+    rows: list[int] = []
+    real = blocks._as_block
+
+    def spy(block):
+        out = real(block)
+        rows.append(out.shape[0])
+        return out
+    monkeypatch.setattr(blocks, "_as_block", spy)
+    return rows
+
+
 def snapshot(adata: ad.AnnData) -> dict:
     """Everything a failed call must leave untouched."""
     x = adata.X.toarray() if sp.issparse(adata.X) else np.array(adata.X)

@@ -43,12 +43,6 @@ def _log_normalised(q: ad.AnnData, base: float) -> ad.AnnData:
     return out
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Blocks of a few rows, so that every query below is read in many blocks."""
-    monkeypatch.setattr(blocks, "BLOCK_VALUES", 700)
-
-
 @pytest.mark.parametrize("kind", ["sparse", "dense", "log_e", "log_2"])
 def test_backed_query_gives_the_in_memory_results(trained_model, tmp_path, small_blocks, kind):
     q = make_counts(40, n_classes=4, seed=1, prefix="q")
@@ -67,17 +61,11 @@ def test_backed_query_gives_the_in_memory_results(trained_model, tmp_path, small
     assert a.info == b.info
 
 
-def test_backed_x_is_never_read_whole(trained_model, tmp_path, small_blocks, monkeypatch):
+def test_backed_x_is_never_read_whole(trained_model, tmp_path, small_blocks, block_rows,
+                                      monkeypatch):
     make_counts(40, n_classes=4, seed=1, prefix="q").write_h5ad(tmp_path / "q.h5ad")
     backed = ad.read_h5ad(tmp_path / "q.h5ad", backed="r")
-    sizes = []
-    real = blocks._as_block
-
-    def spy(block):
-        out = real(block)
-        sizes.append(out.shape[0])
-        return out
-    monkeypatch.setattr(blocks, "_as_block", spy)
+    sizes = block_rows
     monkeypatch.setattr(type(backed.X), "to_memory",
                         lambda self: pytest.fail("the backed X was loaded whole"))
     trained_model.infer(backed)

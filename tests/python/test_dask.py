@@ -19,12 +19,6 @@ FIELDS = ("label", "label_raw", "confidence", "log_px", "ood_pvalue", "is_ood",
           "probabilities", "embedding")
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Blocks of a few rows, so that every query below is read in many blocks."""
-    monkeypatch.setattr(blocks, "BLOCK_VALUES", 700)
-
-
 def _dask_query(q: ad.AnnData, kind: str, path) -> ad.AnnData:
     if kind == "dense":
         x = da.from_array(q.X.toarray(), chunks=(37, q.n_vars))
@@ -36,18 +30,10 @@ def _dask_query(q: ad.AnnData, kind: str, path) -> ad.AnnData:
 
 @pytest.mark.parametrize("kind", ["dense", "sparse_chunks"])
 def test_dask_query_gives_the_in_memory_results(trained_model, tmp_path, small_blocks, kind,
-                                                monkeypatch):
+                                                block_rows, monkeypatch):
     q = make_counts(40, n_classes=4, seed=1, prefix="q")
     lazy = _dask_query(q, kind, tmp_path / "q.h5ad")
     assert isinstance(lazy.X, da.Array) and not blocks.in_memory(lazy.X)
-    computed_rows = []
-    real = blocks._as_block
-
-    def spy(block):
-        out = real(block)
-        computed_rows.append(out.shape[0])
-        return out
-    monkeypatch.setattr(blocks, "_as_block", spy)
     real_compute = da.Array.compute
 
     def compute(self, *args, **kwargs):
@@ -62,7 +48,7 @@ def test_dask_query_gives_the_in_memory_results(trained_model, tmp_path, small_b
     for f in FIELDS:
         np.testing.assert_array_equal(np.asarray(getattr(a, f)), np.asarray(getattr(b, f)),
                                       err_msg=f)
-    assert computed_rows and max(computed_rows) < q.n_obs // 4
+    assert block_rows and max(block_rows) < q.n_obs // 4
     # annotate writes the fields and leaves the Dask X alone
     trained_model.annotate(lazy, ood_fdr=0.2)
     assert isinstance(lazy.X, da.Array)
