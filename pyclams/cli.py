@@ -1,6 +1,7 @@
 """Command line: pyclams train | annotate | evaluate | demo | info.
 
-Exit status 0 on success, 2 on bad input (one line on stderr, no traceback).
+Exit status 0 on success, 2 on bad input (one line on stderr, no traceback). ``pyclams
+train`` launched by torchrun trains data-parallel (:mod:`pyclams.training.distributed`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ._version import __version__
 from .ebm.losses import PRESETS
 from .errors import PyClamsInputError
 from .ood.options import CALIBRATIONS, LABEL_MODES, OOD_METHODS, OODOptions
+from .training.distributed import BACKENDS, Launch
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,9 +92,19 @@ def _is_rds(path: str) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # under torchrun (WORLD_SIZE > 1) this joins the process group and trains data-parallel
+    from .training.distributed import torchrun_group
+    with torchrun_group(args.device, args.dist_backend) as run:
+        if not run.main:  # rank 0 logs, reports and saves
+            logger.setLevel(logging.WARNING)
+        return _train(args, run)
+
+
+def _train(args: argparse.Namespace, run: Launch) -> int:
     from .io import check_model_target
     from .model import CLAMS
-    check_model_target(args.output, overwrite=args.overwrite)  # before any training
+    # before any training; only rank 0 writes the model
+    run.on_main(lambda: check_model_target(args.output, overwrite=args.overwrite))
     ref = _read_h5ad(args.reference, assay=args.assay)
     query = None
     if args.integrate == "harmony":
@@ -103,7 +115,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.fit(ref, labels_key=args.labels_key, layer=args.layer, is_log=args.is_log,
               log_base=args.log_base, batch_key=args.batch_key, integrate=args.integrate, query=query,
               max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-              device=args.device, verbose=not args.quiet)
+              device=run.device, verbose=run.main and not args.quiet)
+    if not run.main:
+        return 0
     model.save(args.output, overwrite=args.overwrite)
     m = model.metrics_
     print(f"trained {args.preset}: {len(model.classes)} classes, "
@@ -223,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a model in OUTPUT")
     p.add_argument("--assay", default=None, help="Seurat assay of an .rds input (default: "
                    "the object's default assay)")
+    p.add_argument("--dist-backend", choices=BACKENDS, default="auto",
+                   help="under torchrun: torch.distributed backend (auto: nccl on CUDA, gloo "
+                        "on the CPU)")
     bool_log(p)
     threads(p)
     common(p)
