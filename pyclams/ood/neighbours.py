@@ -65,10 +65,10 @@ def _fit_rows(rows: np.ndarray, seed: int) -> np.ndarray:
 
 def _centred_axes(x: torch.Tensor, n_pcs: int, seed: int
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Column means of ``x``, ``x`` centred on them, and its first ``n_pcs`` principal axes
-    (genes x axes; seeded randomised PCA)."""
+    """Column means of ``x``, ``x`` centred on them (in place: ``x`` itself), and its first
+    ``n_pcs`` principal axes (genes x axes; seeded randomised PCA)."""
     mean = x.mean(0)
-    centred = x - mean
+    centred = x.sub_(mean)
     q = int(min(n_pcs, x.shape[0], x.shape[1]))
     # seeded without touching the global generator the caller may rely on
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -83,7 +83,8 @@ class BlockPCs:
     so that each block is densified and standardised once for both.
 
     The result is that of :func:`feature_pcs` with the same arguments: up to
-    :data:`PCA_MAX_CELLS` cells the blocks are kept and the PCA run on all of them at the end;
+    :data:`PCA_MAX_CELLS` cells the blocks are copied into one matrix and the PCA run on it at
+    the end;
     above, the axes are found first on the same sample of cells, read here, and the blocks are
     projected as they come, regrouped into the same ``batch_size`` rows.
 
@@ -102,6 +103,7 @@ class BlockPCs:
         self.batch_size = batch_size
         self._pending: list[torch.Tensor] = []
         self._n_pending = self._n_done = 0
+        self._dense: torch.Tensor | None = None
         self._axes: tuple[torch.Tensor, torch.Tensor] | None = None
         self._out = np.zeros((0, 0), dtype=np.float32)
         rows = np.arange(self.n_cells)
@@ -113,10 +115,22 @@ class BlockPCs:
 
     def add(self, x: torch.Tensor) -> None:
         """Take the next block of standardised features (cells in order)."""
+        if self._axes is None:
+            self._keep(x)
+            return
         self._pending.append(x)
         self._n_pending += int(x.shape[0])
-        if self._axes is not None:
-            self._project(final=False)
+        self._project(final=False)
+
+    def _keep(self, x: torch.Tensor) -> None:
+        """Copy block ``x`` into the matrix of all cells."""
+        if self._dense is None:
+            self._dense = torch.empty((self.n_cells, x.shape[1]), dtype=x.dtype)
+        end = self._n_done + int(x.shape[0])
+        if end > self.n_cells:
+            raise RuntimeError(f"BlockPCs got more than {self.n_cells} cells")
+        self._dense[self._n_done:end] = x
+        self._n_done = end
 
     def _project(self, *, final: bool) -> None:
         """Project the pending rows, ``batch_size`` at a time (the remainder too if ``final``)."""
@@ -140,8 +154,7 @@ class BlockPCs:
         if self._axes is not None:
             self._project(final=True)
             return self._out
-        x = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending, self._n_pending = [], 0
+        x, self._dense = self._dense, None
         _, centred, v = _centred_axes(x, self.n_pcs, self.seed)
         return (centred @ v).numpy()
 
