@@ -26,6 +26,7 @@ from ._settings import resolve_device
 from ._threads import with_threads
 from ._version import __version__
 from .data.checks import check_anndata
+from .data.loader import FeatureMatrix
 from .data.preprocess import CLIP
 from .data.scale import base_name
 from .data.space import GeneSpace
@@ -38,7 +39,7 @@ from .nn.inference import logits_and_embedding
 from .nn.resnet import ResNetMLP
 from .ood.calibrator import MIN_QUERY_CELLS, Calibrator
 from .ood.labels import cell_labels
-from .ood.neighbours import feature_pcs, nearest_neighbours
+from .ood.neighbours import BlockPCs, feature_pcs, nearest_neighbours
 from .ood.options import OODOptions
 from .result import UNKNOWN, AnnotationResult, check_key_added
 from .training.history import History
@@ -275,13 +276,17 @@ class CLAMS:
                                                  log_base=log_base,
                                                  min_gene_overlap=min_gene_overlap)
         query_input = _input_record(self.space.last_input)
+        wants_graph = bool(opts.n_neighbors) and features.n_cells >= MIN_QUERY_CELLS
+        pcs = self._block_pcs(features) if wants_graph else None
         logits, embedding = logits_and_embedding(self.net, features, batch_size=batch_size,
-                                                 device=self.device)
+                                                 device=self.device,
+                                                 on_block=None if pcs is None else pcs.add)
         log_px = torch.logsumexp(logits, 1).numpy()
         probs = self.calibrator.probabilities(logits)
         neighbours = None
-        if opts.n_neighbors and features.n_cells >= MIN_QUERY_CELLS:
-            neighbours = nearest_neighbours(feature_pcs(features), opts.n_neighbors)
+        if wants_graph:
+            points = feature_pcs(features) if pcs is None else pcs.result()
+            neighbours = nearest_neighbours(points, opts.n_neighbors)
         raw, conf, label_info = cell_labels(probs, neighbours, opts.label_mode)
         pvals, is_ood, calls = self.calibrator.flag(log_px, raw, conf, opts, neighbours)
         # per-type records as lists in the order of ``classes``: type names may hold "/",
@@ -318,6 +323,14 @@ class CLAMS:
             np.where(is_ood, UNKNOWN, label_raw).astype(object), label_raw,
             conf.astype(np.float32), log_px.astype(np.float32), pvals.astype(np.float32),
             np.asarray(is_ood, dtype=bool), probs.astype(np.float32), embedding.numpy(), info)
+
+    def _block_pcs(self, features: FeatureMatrix) -> BlockPCs | None:
+        """The query graph's PCs collected during the forward (each block densified once),
+        where its blocks are exactly those :func:`feature_pcs` reads: on the CPU; else
+        ``None`` (:func:`feature_pcs` reads them again)."""
+        if self.device.type != "cpu" or not features.batches_match_rows:
+            return None
+        return BlockPCs(features)
 
     @with_threads
     def predict(self, adata: ad.AnnData, **kwargs) -> pd.DataFrame:

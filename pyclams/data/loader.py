@@ -91,6 +91,16 @@ class FeatureMatrix:
         """Whether :meth:`to_device` sends sparse rows and densifies them on the device."""
         return sp.issparse(self.source) and isinstance(self.transform, Standardiser)
 
+    @property
+    def batches_match_rows(self) -> bool:
+        """Whether the host blocks of :meth:`batches` hold exactly :meth:`rows`' values (same
+        dtype): always when the rows are densified on the host, and with a float32
+        :class:`Standardiser` (the device path's float32 arithmetic is the host's)."""
+        if not self.densifies_on_device:
+            return True
+        t = self.transform
+        return np.result_type(np.float32, t.mean, t.sd) == np.float32
+
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Standardised features of rows ``idx`` as a dense float32 array."""
         block = self.source[idx]

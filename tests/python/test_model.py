@@ -176,3 +176,52 @@ def test_default_annotation_is_query_aware_and_recorded(trained_model, query, tm
     per_cell = trained_model.predict(query, n_neighbors=0)
     probs = per_cell[[f"p_{c}" for c in trained_model.classes]].to_numpy()
     np.testing.assert_allclose(per_cell["confidence"], probs.max(1), rtol=1e-6)
+
+
+
+def _graphs(monkeypatch) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (points, neighbour indices) of each query graph ``CLAMS.infer`` builds."""
+    import pyclams.model as model_module
+
+    graphs = []
+    real = model_module.nearest_neighbours
+
+    def spy(points, n_neighbors):
+        graphs.append((np.array(points), real(points, n_neighbors)))
+        return graphs[-1][1]
+    monkeypatch.setattr(model_module, "nearest_neighbours", spy)
+    return graphs
+
+
+def _assert_same_info(a, b, path="info"):
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _assert_same_info(a[k], b[k], f"{path}/{k}")
+    else:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
+
+
+@pytest.mark.parametrize("max_cells", [None, 70])  # all cells in memory / axes from a sample
+def test_graph_pcs_taken_in_the_forward_give_the_same_annotation(trained_model, query,
+                                                                  monkeypatch, max_cells):
+    from pyclams.ood import neighbours as nb
+
+    if max_cells is not None:
+        monkeypatch.setattr(nb, "PCA_MAX_CELLS", max_cells)
+    graphs = _graphs(monkeypatch)
+    collected = []
+    real_result = nb.BlockPCs.result
+    monkeypatch.setattr(nb.BlockPCs, "result",
+                        lambda self: collected.append(self) or real_result(self))
+    fused = trained_model.infer(query, batch_size=17)
+    assert len(collected) == 1  # the graph's PCs did come from the forward's blocks
+    monkeypatch.setattr(CLAMS, "_block_pcs", lambda self, features: None)
+    apart = trained_model.infer(query, batch_size=17)  # feature_pcs reading the cells again
+    assert len(collected) == 1
+    (points_fused, idx_fused), (points_apart, idx_apart) = graphs
+    np.testing.assert_array_equal(idx_fused, idx_apart)
+    np.testing.assert_array_equal(points_fused, points_apart)
+    pd.testing.assert_frame_equal(fused.to_frame(), apart.to_frame(), check_exact=True)
+    np.testing.assert_array_equal(fused.embedding, apart.embedding)
+    _assert_same_info(fused.info, apart.info)

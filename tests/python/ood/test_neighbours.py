@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+import torch
 
 from pyclams.data.loader import FeatureMatrix
 from pyclams.ood import neighbours as nb
@@ -73,3 +75,54 @@ def test_consensus_label_and_agreement():
     # cell 2 leans to type 1 alone but its neighbourhood says type 0
     np.testing.assert_array_equal(label, [0, 0, 0, 1])
     np.testing.assert_allclose(agreement, [1, 1, 1, 1 / 3])
+
+
+def _sparse_features(n=230, genes=40, seed=5):
+    """Sparse log-like values with a float32 Standardiser (the query path's features)."""
+    import scipy.sparse as sp
+
+    from pyclams.data.loader import Standardiser
+
+    rng = np.random.default_rng(seed)
+    x = sp.random(n, genes, density=0.3, random_state=seed, dtype=np.float32,
+                  data_rvs=lambda k: rng.gamma(2.0, 1.0, k).astype(np.float32)).tocsr()
+    dense = x.toarray()
+    std = Standardiser(dense.mean(0), dense.std(0) + np.float32(0.5), clip=10.0)
+    return FeatureMatrix(x, std)
+
+
+@pytest.mark.parametrize("max_cells", [None, 60])  # all cells in memory / axes from a sample
+def test_block_pcs_from_the_forward_blocks_equal_feature_pcs(monkeypatch, max_cells):
+    if max_cells is not None:
+        monkeypatch.setattr(nb, "PCA_MAX_CELLS", max_cells)
+    features = _sparse_features()
+    assert features.batches_match_rows
+    old = nb.feature_pcs(features, n_pcs=5, batch_size=13)
+    fused = nb.BlockPCs(features, n_pcs=5, batch_size=13)
+    # blocks as the forward sees them: densified and standardised on the "device" (the CPU)
+    for _, x in features.batches(9, device="cpu"):
+        fused.add(x)
+    new = fused.result()
+    np.testing.assert_array_equal(new, old)
+    np.testing.assert_array_equal(nb.nearest_neighbours(new, 10),
+                                  nb.nearest_neighbours(old, 10))
+
+
+def test_block_pcs_refuse_a_partial_pass():
+    features = _sparse_features()
+    fused = nb.BlockPCs(features, n_pcs=5)
+    fused.add(next(features.batches(50, device="cpu"))[1])
+    with pytest.raises(RuntimeError, match="50 of 230"):
+        fused.result()
+
+
+def test_float64_standardiser_blocks_do_not_match_rows():
+    from pyclams.data.loader import Standardiser
+
+    features = _sparse_features()
+    std = features.transform
+    wide = FeatureMatrix(features.source, Standardiser(std.mean.astype(np.float64),
+                                                       std.sd, std.clip))
+    assert not wide.batches_match_rows
+    assert wide.rows(np.arange(3)).dtype == np.float64
+    assert next(wide.batches(3, device="cpu"))[1].dtype == torch.float32
