@@ -33,6 +33,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
+from pyclams._files import atomic_path
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / "vignettes"
 DEFAULT_OUT = DEFAULT_DIR / "rendered"
@@ -149,16 +151,13 @@ def execute(nb: nbformat.NotebookNode, *, cwd: Path, timeout: float) -> str | No
 
 def write_outputs(nb: nbformat.NotebookNode, name: str, out_dir: Path) -> list[Path]:
     """Write the executed notebook and its HTML rendering; return their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     ipynb = out_dir / f"{name}.ipynb"
     html = out_dir / f"{name}.html"
-    tmp = ipynb.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, str(tmp))
-    os.replace(tmp, ipynb)
+    with atomic_path(ipynb) as tmp:
+        nbformat.write(nb, str(tmp))
     body, _ = HTMLExporter().from_notebook_node(nb)
-    tmp = html.with_suffix(".html.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, html)
+    with atomic_path(html) as tmp:
+        tmp.write_text(body, encoding="utf-8")
     return [ipynb, html]
 
 
