@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how OOD p-values are calibrated: 'query' (default) against the query's "
                         "own bulk per predicted type, robust to another lab or condition; "
                         "'class'/'pooled' against held-out reference cells alone")
-    p.add_argument("--n-neighbors", type=_whole(0), default=10,
+    p.add_argument("--n-neighbors", type=_whole(0), default=OODOptions.n_neighbors,
                    help="query cells each cell's OOD score is averaged over and its type may "
                         "be taken from (0-30; 0: each cell alone)")
     p.add_argument("--label-mode", choices=LABEL_MODES, default=OODOptions.label_mode,
