@@ -297,6 +297,13 @@ class CLAMS:
             purity = label_info["graph_purity"]
             label_info["graph_purity"] = [float(purity.get(c, np.nan))
                                           for c in range(len(self.classes))]
+        if calls.get("known_mode_classes"):
+            calls["known_mode_classes"] = [self.classes[c] for c in calls["known_mode_classes"]]
+            logger.info("predicted type(s) %s split into a small group scoring like known cells "
+                        "and a larger group far below it: each was calibrated on its small "
+                        "group, so that the larger one can be flagged as a type the reference "
+                        "lacks (uns[key]['class_maps']['known_mode'])",
+                        calls["known_mode_classes"])
         if calls.get("suspect_classes"):
             calls["suspect_classes"] = [self.classes[c] for c in calls["suspect_classes"]]
             logger.warning(
@@ -425,7 +432,7 @@ class CLAMS:
 
 #: what a per-type record holds for a type no query cell was predicted as
 _NO_MAP = {"shift": np.nan, "scale": np.nan, "n_query": 0, "n_reference": 0, "source": "",
-           "displacement": np.nan, "suspect": False}
+           "displacement": np.nan, "suspect": False, "known_mode": 0}
 
 
 def _per_class_lists(maps: dict[int, dict[str, Any]], n_classes: int) -> dict[str, list]:

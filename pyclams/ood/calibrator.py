@@ -129,11 +129,15 @@ class Calibrator:
             info.update(score_neighbors=k, query_shift=shift, class_maps={
                 int(c): {"shift": m.shift, "scale": m.scale, "n_query": m.n_query,
                          "n_reference": m.n_reference, "source": m.source,
-                         "displacement": m.displacement, "suspect": m.suspect}
+                         "displacement": m.displacement, "suspect": m.suspect,
+                         "known_mode": m.known_mode}
                 for c, m in maps.items()})
             suspects = [int(c) for c, m in maps.items() if m.suspect]
             if suspects:
                 info["suspect_classes"] = suspects
+            split = [int(c) for c, m in maps.items() if m.known_mode]
+            if split:
+                info["known_mode_classes"] = split
             if shift < SHIFT_WARNING:
                 logger.info(
                     "the query as a whole scores lower in log p(x) than the reference (its "
@@ -141,7 +145,8 @@ class Calibrator:
                     "from another lab, technology or condition, or be mostly of types the "
                     "reference lacks. Unknown calls are made relative to the query's own bulk "
                     "per predicted type; a novel type that makes up most of its predicted "
-                    "class is not flagged", 100 * shift)
+                    "class is not flagged, unless a small group of that class scores like "
+                    "known cells (uns[key]['class_maps']['known_mode'])", 100 * shift)
         else:
             pvals = classwise_pvalues(log_px, predicted, self.scores, self.predicted, mode=mode)
         # far-tail p-values can underflow: keep them positive in the float32 result

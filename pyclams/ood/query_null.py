@@ -21,13 +21,20 @@ Here, per predicted class ``c``:
 So the *shape* of the null, its lower tail included, comes from held-out known cells, and its
 *location and spread* from the query's own bulk. The assumption that replaces exchangeability:
 in each predicted class, the upper half of the query's cells are of known types and their score
-distribution differs from the reference's by a shift and a scale. What it costs: a predicted
-class made up mostly of a novel type is taken as known (its bulk sets the location); such a
-class usually lies far below the others relative to its reference cells, and is reported as
-``suspect`` (:func:`query_aligned_pvalues`) so that the user can look at it. A query that is all
-one novel type flags nothing; classes with fewer than ``min_cells`` query cells borrow the map
-fitted on all query cells. :func:`query_shift` measures how far the query's bulk
-sits from the reference, so that such cases can be reported.
+distribution differs from the reference's by a shift and a scale.
+
+One exception is recognised: a novel type absorbed into a *small* known class, so that most of
+the class's cells are novel. If a class's cells fall into two well-separated groups
+(:func:`known_mode`: Ashman's D of at least :data:`SEPARATION` between them), the upper one
+scoring where the typical class's known cells do relative to the reference and the lower one
+the larger, the upper group is taken as the class's known cells: it is mapped onto the
+reference class's median (a shift only) and the lower group is tested against that
+(``source="known mode"``). Otherwise a predicted class made up mostly of a novel type is taken
+as known (its bulk sets the location); such a class usually lies far below the others relative
+to its reference cells, and is reported as ``suspect`` (:func:`query_aligned_pvalues`) so that
+the user can look at it. A query that is all one novel type flags nothing; classes with fewer
+than ``min_cells`` query cells borrow the map fitted on all query cells. :func:`query_shift`
+measures how far the query's bulk sits from the reference, so that such cases can be reported.
 """
 
 from __future__ import annotations
@@ -45,6 +52,14 @@ SCALE_BOUNDS = (0.25, 4.0)
 #: a class whose query median lies this many reference spreads below the typical class's is
 #: reported as possibly made up mostly of a novel type (see :func:`query_aligned_pvalues`)
 DISPLACED = 3.0
+#: the typical class's displacement is measured at this quantile of each class (query and
+#: reference alike): a class may be up to three quarters novel without moving it
+TYPICAL_QUANTILE = 0.75
+#: Ashman's D between a class's upper and lower group for the upper one to be taken as the
+#: class's known cells (D > 2 is already a clean separation of two normal modes)
+SEPARATION = 5.0
+#: the fewest cells the upper group may hold
+MIN_KNOWN_MODE = 3
 
 
 @dataclass(frozen=True)
@@ -55,9 +70,10 @@ class ClassMap:
     scale: float
     n_query: int
     n_reference: int
-    source: str  # "class" or "all cells" (too few query cells of the class)
+    source: str  # "class", "all cells" (too few query cells of the class) or "known mode"
     displacement: float = 0.0  # (query median - reference median) / reference upper spread
     suspect: bool = False  # displaced far below the typical class: maybe mostly novel
+    known_mode: int = 0  # cells of the upper group the class was calibrated on ("known mode")
 
 
 def affine_map(query: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -84,6 +100,28 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cum, cum[-1] / 2.0)])
 
 
+def known_mode(scores: np.ndarray, reference: np.ndarray, typical: float) -> np.ndarray | None:
+    """The cells of one predicted class taken as its known cells, if the class splits in two.
+
+    ``scores`` are the class's query scores, ``reference`` its held-out reference scores and
+    ``typical`` the typical class's displacement at :data:`TYPICAL_QUANTILE` (in reference
+    upper spreads). The upper group is the cells within :data:`DISPLACED` spreads of where the
+    typical class puts them. It is returned (a boolean mask) when it holds at least
+    :data:`MIN_KNOWN_MODE` cells, fewer than the rest, and the two groups are separated by
+    Ashman's D >= :data:`SEPARATION`; else ``None``.
+    """
+    z = (scores - np.quantile(reference, TYPICAL_QUANTILE)) / _spread(reference)
+    upper = z >= typical - DISPLACED
+    lower = ~upper
+    if not MIN_KNOWN_MODE <= upper.sum() < lower.sum() or lower.sum() < 2:
+        return None
+    pooled = z[upper].var() + z[lower].var()
+    if pooled <= 0:
+        return None
+    separation = np.sqrt(2.0) * (z[upper].mean() - z[lower].mean()) / np.sqrt(pooled)
+    return upper if separation >= SEPARATION else None
+
+
 def query_aligned_pvalues(scores: np.ndarray, predicted: np.ndarray, ref_scores: np.ndarray,
                           ref_predicted: np.ndarray, *, min_cells: int = 30
                           ) -> tuple[np.ndarray, dict[int, ClassMap]]:
@@ -106,7 +144,9 @@ def query_aligned_pvalues(scores: np.ndarray, predicted: np.ndarray, ref_scores:
     in units of the reference's upper spread (95th percentile minus median). A technical shift
     moves the known types about alike; a class displaced :data:`DISPLACED` spreads or more
     below the cell-weighted median class is ``suspect``: its bulk may be a novel type, which
-    this map cannot flag.
+    this map cannot flag. A class of at least ``min_cells`` query cells that splits into a
+    known group and a larger novel one (:func:`known_mode`) is calibrated on the known group
+    instead, and is not suspect.
     """
     scores = np.asarray(scores, dtype=float)
     predicted = np.asarray(predicted)
@@ -119,23 +159,33 @@ def query_aligned_pvalues(scores: np.ndarray, predicted: np.ndarray, ref_scores:
     overall = affine_map(scores, ref_scores)
     classes = np.unique(predicted)
     sizes = np.array([np.sum(predicted == c) for c in classes], dtype=float)
-    refs, displacement = {}, {}
+    refs, displacement, upper_displacement = {}, {}, {}
     for c in classes:
         ref_c = ref_scores[ref_predicted == c]
         refs[c] = ref_c if ref_c.size >= min_cells else ref_scores
-        displacement[c] = ((np.median(scores[predicted == c]) - np.median(refs[c]))
-                           / _spread(refs[c]))
+        query_c = scores[predicted == c]
+        displacement[c] = (np.median(query_c) - np.median(refs[c])) / _spread(refs[c])
+        upper_displacement[c] = (np.quantile(query_c, TYPICAL_QUANTILE)
+                                 - np.quantile(refs[c], TYPICAL_QUANTILE)) / _spread(refs[c])
     typical = _weighted_median(np.array([displacement[c] for c in classes]), sizes)
+    typical_upper = _weighted_median(np.array([upper_displacement[c] for c in classes]), sizes)
     for c, n in zip(classes, sizes, strict=True):
         in_class = predicted == c
+        known = None
         if n >= min_cells:
             (shift, scale), source = affine_map(scores[in_class], refs[c]), "class"
+            known = known_mode(scores[in_class], refs[c], typical_upper)
         else:
             (shift, scale), source = overall, "all cells"
+        if known is not None:
+            # the known group's median onto the reference class's median; the spread as is
+            shift = float(np.median(refs[c]) - np.median(scores[in_class][known]))
+            scale, source = 1.0, "known mode"
         p[in_class] = conformal_pvalues(shift + scale * scores[in_class], refs[c])
         maps[int(c)] = ClassMap(shift, scale, int(n), int(refs[c].size), source,
                                 float(displacement[c]),
-                                bool(displacement[c] <= typical - DISPLACED))
+                                known is None and bool(displacement[c] <= typical - DISPLACED),
+                                0 if known is None else int(known.sum()))
     return p, maps
 
 

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from pyclams.ood import query_null
+from pyclams.ood.conformal import benjamini_hochberg
 from pyclams.ood.query_null import affine_map, query_aligned_pvalues, query_shift
 
 
@@ -62,3 +64,42 @@ def test_a_class_far_below_the_others_is_suspect():
     _, maps = query_aligned_pvalues(query, pred, ref, ref_pred)
     assert [maps[c].suspect for c in range(3)] == [False, False, True]
     assert maps[2].displacement < maps[0].displacement - 3
+
+
+def _three_classes(rng, class2):
+    ref_pred = np.repeat([0, 1, 2], 300)
+    ref = rng.normal(0, 1, 900)
+    pred = np.r_[np.zeros(200, np.int64), np.ones(200, np.int64), np.full(class2.size, 2)]
+    return np.r_[rng.normal(-2, 1, 400), class2], pred, ref, ref_pred
+
+
+def test_a_novel_type_absorbed_into_a_small_class_is_flagged_against_its_known_cells(
+        monkeypatch):
+    rng = np.random.default_rng(4)
+    # class 2: 12 known cells, shifted like classes 0 and 1, and 120 novel cells far below
+    known, novel = rng.normal(-2, 1, 12), rng.normal(-25, 2, 120)
+    query, pred, ref, ref_pred = _three_classes(rng, np.r_[known, novel])
+    p, maps = query_aligned_pvalues(query, pred, ref, ref_pred)
+    assert maps[2].source == "known mode" and maps[2].known_mode == 12
+    assert not maps[2].suspect and maps[0].known_mode == maps[1].known_mode == 0
+    flagged = benjamini_hochberg(p, 0.05)
+    in_novel = np.r_[np.zeros(412, bool), np.ones(120, bool)]
+    assert flagged[in_novel].mean() > 0.95
+    assert flagged[~in_novel].mean() < 0.05
+    # without the split the novel bulk is taken as the class's known cells: not flagged
+    monkeypatch.setattr(query_null, "SEPARATION", np.inf)
+    p_bulk, maps_bulk = query_aligned_pvalues(query, pred, ref, ref_pred)
+    assert maps_bulk[2].source == "class" and maps_bulk[2].suspect
+    assert benjamini_hochberg(p_bulk, 0.05)[in_novel].mean() < 0.5
+
+
+@pytest.mark.parametrize("class2", [
+    lambda rng: rng.normal(-12, 1, 200),            # a known type shifted further (suspect)
+    lambda rng: -2 - 4 * rng.gumbel(size=200),      # a long continuous lower tail
+    lambda rng: np.r_[rng.normal(-2, 1, 60), rng.normal(-6, 1, 140)],  # two close groups
+])
+def test_a_class_without_a_clean_split_keeps_its_bulk_map(class2):
+    rng = np.random.default_rng(5)
+    query, pred, ref, ref_pred = _three_classes(rng, class2(rng))
+    _, maps = query_aligned_pvalues(query, pred, ref, ref_pred)
+    assert maps[2].source == "class" and maps[2].known_mode == 0
