@@ -33,7 +33,10 @@
 #' }
 #' A Seurat object gets them as meta data columns `<prefix>_<field>` (`prefix` is what Python
 #' calls `key_added`: `CLAMS.annotate(adata, key_added = "clams")` writes the same names to
-#' `adata.obs`), the run's parameters in `Misc(object, "<prefix>")`, a command log entry
+#' `adata.obs`), the run's parameters in `Misc(object, "<prefix>")` (with what the OOD test
+#' did: `calibration.used`, `query.shift`, and the types reported as `suspect.types` or
+#' calibrated on a small group of known-looking cells, `known.mode.types`; see the README's
+#' section on what the unknown call guarantees), a command log entry
 #' (`object@commands`, named `RunCLAMS.<assay>.<prefix>`) and, with `reduction = TRUE`, a
 #' `DimReduc` named `prefix` holding the network's penultimate-layer embedding
 #' (`DimPlot(object, reduction = "clams")`, or `RunUMAP(object, reduction = "clams", dims =
@@ -209,6 +212,10 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
        label.mode = ood$label_mode,
        min.gene.overlap = settings$min.gene.overlap,
        device = settings$device, seed = if (trained.here) settings$seed,
+       calibration.used = as.character(info$calibration_used %||% ood$calibration),
+       query.shift = as.numeric(info$query_shift %||% NA_real_),
+       suspect.types = as.character(unlist(info$suspect_classes)),
+       known.mode.types = as.character(unlist(info$known_mode_classes)),
        n.ood = as.integer(plain$n_ood), time = Sys.time())
 }
 

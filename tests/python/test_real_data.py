@@ -50,3 +50,24 @@ def test_shared_protocol_p5_log_data():
     acc, au, _ = _id_accuracy_and_auroc(model, proto.query)
     assert acc > 0.75, acc  # 8 reference types
     assert au > 0.6, au
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data folder not present")
+def test_shared_protocol_p3_novel_cells_in_a_small_type_are_flagged(monkeypatch):
+    # Xin -> Wang pancreas: the novel ductal, stellate and acinar cells are mostly predicted as
+    # the small delta type. The query-aware call finds delta's few known cells and flags the
+    # rest; taking the class's bulk as known (the rule switched off) flags almost none.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from clams_benchmark.protocols import load_protocol
+    from pyclams.ood import query_null
+    proto = load_protocol("P3", SHARED_DATA)
+    model = CLAMS(**QUICK).fit(proto.ref, labels_key="cell_type", seed=0, verbose=False,
+                               device="cpu")
+    novel = ~np.isin(proto.query.obs["cell_type"].astype(str).to_numpy(), model.classes)
+    result = model.infer(proto.query)
+    flagged = result.is_ood
+    assert "delta" in result.info["known_mode_classes"]
+    assert flagged[novel].mean() > 0.6, flagged[novel].mean()
+    assert (flagged & ~novel).sum() / max(flagged.sum(), 1) < 0.25
+    monkeypatch.setattr(query_null, "SEPARATION", np.inf)
+    assert model.infer(proto.query).is_ood[novel].mean() < 0.3
