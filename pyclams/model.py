@@ -41,6 +41,7 @@ from .ood.calibrator import MIN_QUERY_CELLS, Calibrator
 from .ood.labels import cell_labels
 from .ood.neighbours import BlockPCs, feature_pcs, nearest_neighbours
 from .ood.options import OODOptions
+from .ood.record import name_records
 from .result import UNKNOWN, AnnotationResult, check_key_added
 from .training.history import History
 from .training.objectives import Objective
@@ -289,29 +290,7 @@ class CLAMS:
             neighbours = nearest_neighbours(points, opts.n_neighbors)
         raw, conf, label_info = cell_labels(probs, neighbours, opts.label_mode)
         pvals, is_ood, calls = self.calibrator.flag(log_px, raw, conf, opts, neighbours)
-        # per-type records as lists in the order of ``classes``: type names may hold "/",
-        # which h5ad would read back as nested keys
-        if "class_maps" in calls:
-            calls["class_maps"] = _per_class_lists(calls["class_maps"], len(self.classes))
-        if "graph_purity" in label_info:
-            purity = label_info["graph_purity"]
-            label_info["graph_purity"] = [float(purity.get(c, np.nan))
-                                          for c in range(len(self.classes))]
-        if calls.get("known_mode_classes"):
-            calls["known_mode_classes"] = [self.classes[c] for c in calls["known_mode_classes"]]
-            logger.info("predicted type(s) %s split into a small group scoring like known cells "
-                        "and a larger group far below it: each was calibrated on its small "
-                        "group, so that the larger one can be flagged as a type the reference "
-                        "lacks (uns[key]['class_maps']['known_mode'])",
-                        calls["known_mode_classes"])
-        if calls.get("suspect_classes"):
-            calls["suspect_classes"] = [self.classes[c] for c in calls["suspect_classes"]]
-            logger.warning(
-                "predicted type(s) %s score far lower, relative to their reference cells, than "
-                "the other types: they may be made up mostly of a type the reference lacks, "
-                "which the query-aware call cannot flag. Inspect them (uns[key]['class_maps']; "
-                "calibration='class' judges them against the reference alone)",
-                calls["suspect_classes"])
+        name_records(calls, label_info, self.classes)
         label_raw = np.asarray(self.classes, dtype=object)[raw]
         params = {**opts.to_dict(), "min_gene_overlap": min_gene_overlap, "layer": layer or "X",
                   "temperature": self.temperature}
@@ -428,18 +407,6 @@ class CLAMS:
             return f"CLAMS(preset={self.preset!r}, untrained)"
         return (f"CLAMS(preset={self.preset!r}, {len(self.classes)} classes, "
                 f"{self.net.config['n_input']} features, model_id={self.model_id})")
-
-
-#: what a per-type record holds for a type no query cell was predicted as
-_NO_MAP = {"shift": np.nan, "scale": np.nan, "n_query": 0, "n_reference": 0, "source": "",
-           "displacement": np.nan, "suspect": False, "known_mode": 0}
-
-
-def _per_class_lists(maps: dict[int, dict[str, Any]], n_classes: int) -> dict[str, list]:
-    """``{class index: {field: value}}`` as ``{field: [value of class 0, 1, ...]}``."""
-    fields = next(iter(maps.values())).keys() if maps else _NO_MAP.keys()
-    return {f: [maps.get(c, _NO_MAP).get(f, _NO_MAP.get(f)) for c in range(n_classes)]
-            for f in fields}
 
 
 def _input_record(desc: dict[str, Any] | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ query-aware by default (:mod:`.query_null`), or reference-calibrated conformal p
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -126,12 +127,8 @@ class Calibrator:
             ref_scores = self.reference_scores(k)
             pvals, maps = query_aligned_pvalues(scores, predicted, ref_scores, self.predicted)
             shift = query_shift(scores, ref_scores)
-            info.update(score_neighbors=k, query_shift=shift, class_maps={
-                int(c): {"shift": m.shift, "scale": m.scale, "n_query": m.n_query,
-                         "n_reference": m.n_reference, "source": m.source,
-                         "displacement": m.displacement, "suspect": m.suspect,
-                         "known_mode": m.known_mode}
-                for c, m in maps.items()})
+            info.update(score_neighbors=k, query_shift=shift,
+                        class_maps={int(c): asdict(m) for c, m in maps.items()})
             suspects = [int(c) for c, m in maps.items() if m.suspect]
             if suspects:
                 info["suspect_classes"] = suspects

@@ -103,3 +103,11 @@ def test_a_class_without_a_clean_split_keeps_its_bulk_map(class2):
     query, pred, ref, ref_pred = _three_classes(rng, class2(rng))
     _, maps = query_aligned_pvalues(query, pred, ref, ref_pred)
     assert maps[2].source == "class" and maps[2].known_mode == 0
+
+
+def test_the_empty_per_type_record_has_every_field_of_a_class_map():
+    from dataclasses import fields
+
+    from pyclams.ood.query_null import ClassMap
+    from pyclams.ood.record import NO_MAP
+    assert [f.name for f in fields(ClassMap)] == list(NO_MAP)
