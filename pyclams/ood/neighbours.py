@@ -204,14 +204,17 @@ def neighbour_mean(values: np.ndarray, neighbours: np.ndarray,
     return out / cols
 
 
-def consensus(probabilities: np.ndarray, neighbours: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+def consensus(probabilities: np.ndarray, neighbours: np.ndarray, *,
+              mean_probabilities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each cell's neighbourhood consensus type and the share of its neighbourhood that agrees.
 
-    The consensus is the argmax of p(y|x) averaged over the cell and its neighbours; the
-    agreement is the share of the same neighbourhood whose own consensus is that type (1: the
-    whole neighbourhood is called alike; near 1/2: the cell sits between two types).
+    The consensus is the argmax of p(y|x) averaged over the cell and its neighbours
+    (``mean_probabilities``, when already computed by :func:`neighbour_mean`); the agreement is
+    the share of the same neighbourhood whose own consensus is that type (1: the whole
+    neighbourhood is called alike; near 1/2: the cell sits between two types).
     """
-    label = neighbour_mean(probabilities, neighbours).argmax(1)
+    if mean_probabilities is None:
+        mean_probabilities = neighbour_mean(probabilities, neighbours)
+    label = mean_probabilities.argmax(1)
     agreement = (label[neighbours] == label[:, None]).mean(1)
     return label, agreement

@@ -35,6 +35,8 @@ def name_records(calls: dict[str, Any], label_info: dict[str, Any],
     if "graph_purity" in label_info:
         purity = label_info["graph_purity"]
         label_info["graph_purity"] = [float(purity.get(c, np.nan)) for c in range(len(classes))]
+    if "graph_absorbing" in label_info:
+        label_info["graph_absorbing"] = [classes[c] for c in label_info["graph_absorbing"]]
     if calls.get("known_mode_classes"):
         calls["known_mode_classes"] = [classes[c] for c in calls["known_mode_classes"]]
         logger.info("predicted type(s) %s split into a small group scoring like known cells "
