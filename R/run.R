@@ -26,7 +26,9 @@
 #'   \item{`label_raw`}{factor: the type whatever the OOD call (the cell's own most probable
 #'     type, or its neighbourhood's consensus where `label.mode` allows);}
 #'   \item{`confidence`}{temperature-scaled max p(y|x) of a cell labelled alone; the share of
-#'     the neighbourhood called the same type for a cell labelled by its neighbourhood;}
+#'     the neighbourhood called the same type for a cell labelled by its neighbourhood; for a
+#'     cell of a type that absorbs another in the query's graph, its type's p(y|x) averaged
+#'     over its neighbourhood;}
 #'   \item{`log_px`}{the cell's own log p(x) up to a constant (higher = more typical);}
 #'   \item{`ood_pvalue`}{p-value of the OOD test;}
 #'   \item{`is_ood`}{logical: flagged as an unknown type.}
