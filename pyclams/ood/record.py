@@ -3,7 +3,7 @@
 :func:`.labels.cell_labels` and :meth:`.calibrator.Calibrator.flag` report per-type facts by
 class index; :func:`name_records` turns them into what ``uns[key]`` stores (lists in the order
 of ``classes``: type names may hold "/", which h5ad would read back as nested keys; type names
-where a list of types is reported) and logs the two messages about predicted types.
+where a list of types is reported) and logs what it says about predicted types.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def name_records(calls: dict[str, Any], label_info: dict[str, Any],
         label_info["graph_purity"] = [float(purity.get(c, np.nan)) for c in range(len(classes))]
     if "graph_absorbing" in label_info:
         label_info["graph_absorbing"] = [classes[c] for c in label_info["graph_absorbing"]]
+        if label_info["graph_absorbing"]:
+            logger.info("the query's neighbourhood graph does not keep predicted type(s) %s "
+                        "apart from a type it mixes in: their cells keep their own type, with "
+                        "their type's p(y|x) averaged over the neighbourhood as confidence "
+                        "(uns[key]['graph_absorbing'])", label_info["graph_absorbing"])
     if calls.get("known_mode_classes"):
         calls["known_mode_classes"] = [classes[c] for c in calls["known_mode_classes"]]
         logger.info("predicted type(s) %s split into a small group scoring like known cells "

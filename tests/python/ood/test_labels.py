@@ -1,6 +1,9 @@
+import logging
+
 import numpy as np
 
 from pyclams.ood import labels as lb
+from pyclams.ood.record import name_records
 
 
 def _two_types(n=20):
@@ -147,3 +150,19 @@ def test_a_cells_own_call_is_overruled_only_by_a_clear_majority():
             assert label[3] == 1 and conf[3] == (k + 1) / 6
         else:
             assert label[3] == 0 and conf[3] == 0.55
+
+
+def test_absorbing_types_are_named_in_the_record_and_logged(caplog):
+    probs, idx = _absorbed_minority()
+    _, _, info = lb.cell_labels(probs, idx, "auto")
+    with caplog.at_level(logging.INFO, logger="pyclams"):
+        name_records({}, info, ["T", "CD8", "B"])
+    assert info["graph_absorbing"] == ["T"]
+    np.testing.assert_allclose(info["graph_purity"],
+                               lb.graph_purity(probs.argmax(1), probs.max(1), idx, 3))
+    assert "['T']" in caplog.text and "graph_absorbing" in caplog.text
+    caplog.clear()
+    _, _, info = lb.cell_labels(*_two_types(), "auto")
+    with caplog.at_level(logging.INFO, logger="pyclams"):
+        name_records({}, info, ["T", "B"])
+    assert info["graph_absorbing"] == [] and "graph_absorbing" not in caplog.text
