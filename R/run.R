@@ -38,7 +38,9 @@
 #' `adata.obs`), the run's parameters in `Misc(object, "<prefix>")` (with what the OOD test
 #' did: `calibration.used`, `query.shift`, and the types reported as `suspect.types` or
 #' calibrated on a small group of known-looking cells, `known.mode.types`; see the README's
-#' section on what the unknown call guarantees), a command log entry
+#' section on what the unknown call guarantees; and the types whose cells kept their own call
+#' because the query's neighbourhood graph mixes another type into them, `absorbing.types`), a
+#' command log entry
 #' (`object@commands`, named `RunCLAMS.<assay>.<prefix>`) and, with `reduction = TRUE`, a
 #' `DimReduc` named `prefix` holding the network's penultimate-layer embedding
 #' (`DimPlot(object, reduction = "clams")`, or `RunUMAP(object, reduction = "clams", dims =
@@ -218,6 +220,7 @@ RunCLAMS.default <- function(object, reference = NULL, model = NULL, labels.by =
        query.shift = as.numeric(info$query_shift %||% NA_real_),
        suspect.types = as.character(unlist(info$suspect_classes)),
        known.mode.types = as.character(unlist(info$known_mode_classes)),
+       absorbing.types = as.character(unlist(info$graph_absorbing)),
        n.ood = as.integer(plain$n_ood), time = Sys.time())
 }
 
