@@ -27,8 +27,9 @@
 #'     type, or its neighbourhood's consensus where `label.mode` allows);}
 #'   \item{`confidence`}{temperature-scaled max p(y|x) of a cell labelled alone; the share of
 #'     the neighbourhood called the same type for a cell labelled by its neighbourhood; for a
-#'     cell of a type that absorbs another in the query's graph, its type's p(y|x) averaged
-#'     over its neighbourhood;}
+#'     cell that keeps its own type where the query's graph does not back it (a type that
+#'     absorbs another, or a cell between two types), its type's p(y|x) averaged over its
+#'     neighbourhood;}
 #'   \item{`log_px`}{the cell's own log p(x) up to a constant (higher = more typical);}
 #'   \item{`ood_pvalue`}{p-value of the OOD test;}
 #'   \item{`is_ood`}{logical: flagged as an unknown type.}

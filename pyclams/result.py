@@ -33,8 +33,9 @@ FIELD_DOCS = {
                  "where label_mode allows (see uns[key]['label_mode_used'])",
     "confidence": "temperature-scaled max p(y|x) of a cell labelled alone; for a cell "
                   "labelled by its neighbourhood, the share of the neighbourhood called the "
-                  "same type; for a cell of a type that absorbs another in the query's graph "
-                  "(uns[key]['graph_absorbing']), its type's p(y|x) averaged over its "
+                  "same type; for a cell that keeps its own type where the query's graph does "
+                  "not back it (a type that absorbs another, uns[key]['graph_absorbing'], or "
+                  "a cell between two types), its type's p(y|x) averaged over its "
                   "neighbourhood",
     "log_px": "the cell's own log p(x) up to a constant (higher = more typical)",
     "ood_pvalue": "p-value of the OOD test (default: log p(x) averaged over the cell's "
