@@ -56,7 +56,7 @@ def graph_mixing(own: np.ndarray, own_conf: np.ndarray, neighbours: np.ndarray,
                  n_classes: int) -> np.ndarray:
     """Types x types: row ``c`` holds, over the neighbours of the cells the network calls ``c``
     with p >= :data:`CONFIDENT`, the share it calls each type (a row of NaN where fewer than
-    :data:`MIN_CONFIDENT_CELLS` cells are confident). The diagonal is :func:`graph_purity`."""
+    :data:`MIN_CONFIDENT_CELLS` cells are confident). Its diagonal is each type's purity."""
     mixing = np.full((n_classes, n_classes), np.nan)
     others = neighbours[:, 1:]
     if others.shape[1] == 0:
@@ -71,13 +71,6 @@ def graph_mixing(own: np.ndarray, own_conf: np.ndarray, neighbours: np.ndarray,
     judged = n_cells >= MIN_CONFIDENT_CELLS
     mixing[judged] = counts[judged] / (n_cells[judged, None] * others.shape[1])
     return mixing
-
-
-def graph_purity(own: np.ndarray, own_conf: np.ndarray, neighbours: np.ndarray,
-                 n_classes: int) -> np.ndarray:
-    """Per type: share of the neighbours of its confidently called cells that the network calls
-    the same type (NaN where fewer than :data:`MIN_CONFIDENT_CELLS` cells are confident)."""
-    return np.diagonal(graph_mixing(own, own_conf, neighbours, n_classes)).copy()
 
 
 def graph_consistent(mixing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

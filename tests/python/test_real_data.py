@@ -48,7 +48,7 @@ def test_shared_protocol_p5_log_data(monkeypatch):
     model = CLAMS(**QUICK).fit(proto.ref, labels_key="cell_type", seed=0, verbose=False,
                                device="cpu")
     assert model.preprocessor.input_kind == "log"
-    acc, au, df = _id_accuracy_and_auroc(model, proto.query)
+    acc, au, _ = _id_accuracy_and_auroc(model, proto.query)
     assert acc > 0.75, acc  # 8 reference types
     assert au > 0.6, au
     # cross-chemistry: the query's graph folds CD8 T cells into CD4 T, so CD4 T absorbs them

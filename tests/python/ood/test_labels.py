@@ -62,12 +62,12 @@ def test_auto_keeps_own_calls_where_the_graph_mixes_two_types():
 def test_graph_purity_needs_enough_confident_cells():
     probs, idx = _two_types()
     probs[20:] = [0.4, 0.6]  # type 1 never called confidently
-    purity = lb.graph_purity(probs.argmax(1), probs.max(1), idx, 2)
+    purity = np.diagonal(lb.graph_mixing(probs.argmax(1), probs.max(1), idx, 2))
     assert purity[0] == 1.0 and np.isnan(purity[1])
 
 
 def _purity_per_type(own, own_conf, neighbours, n_classes):
-    """graph_purity written out type by type, as its definition reads."""
+    """Each type's purity written out type by type, as its definition reads."""
     out = np.full(n_classes, np.nan)
     for c in range(n_classes):
         rows = (own_conf >= lb.CONFIDENT) & (own == c)
@@ -88,7 +88,7 @@ def test_graph_purity_equals_the_per_type_computation():
     agree = rng.random((n, k)) < 0.5
     same_type = np.array([rng.choice(np.flatnonzero(own == t)) for t in own])
     neighbours[:, 1:][agree] = np.repeat(same_type[:, None], k, 1)[agree]
-    got = lb.graph_purity(own, conf, neighbours, n_classes)
+    got = np.diagonal(lb.graph_mixing(own, conf, neighbours, n_classes))
     want = _purity_per_type(own, conf, neighbours, n_classes)
     np.testing.assert_array_equal(got, want)  # the same numbers, NaN where NaN
     assert np.isnan(got[6]) and np.isnan(got[4]) and np.isfinite(got[:4]).all()
@@ -162,7 +162,7 @@ def test_absorbing_types_are_named_in_the_record_and_logged(caplog):
         name_records({}, info, ["T", "CD8", "B"])
     assert info["graph_absorbing"] == ["T"]
     np.testing.assert_allclose(info["graph_purity"],
-                               lb.graph_purity(probs.argmax(1), probs.max(1), idx, 3))
+                               np.diagonal(lb.graph_mixing(probs.argmax(1), probs.max(1), idx, 3)))
     assert "['T']" in caplog.text and "graph_absorbing" in caplog.text
     caplog.clear()
     _, _, info = lb.cell_labels(*_two_types(), "auto")
